@@ -3,9 +3,16 @@
 ComfyUI imports this folder as a package; everything inside uses relative imports.
 """
 
-from .comfy_host import register_model_folders
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+try:
+    import folder_paths  # noqa: F401  (always present when ComfyUI loads the pack)
+except ImportError:
+    # Imported outside ComfyUI, e.g. by pytest collecting the repository: the pure packages
+    # (motion_modules, samplers, video) work alone, the nodes need a host.
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
+else:
+    from .comfy_host import register_model_folders
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-register_model_folders()
+    register_model_folders()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

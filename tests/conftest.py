@@ -1,0 +1,116 @@
+"""Shared fixtures.
+
+Three levels of test:
+* pure tests import ``motion_modules``, ``video``, ``samplers`` and ``tools`` directly (no host);
+* in-process host tests (fixture ``host``) import ComfyUI into the test process and load this pack
+  into it as a package, the way ComfyUI does;
+* end-to-end tests (fixture ``server``) start a real ComfyUI server on a loopback port.
+
+The host is the one scripts/setup.sh prepared, or the one ``COMFYUI_DIR`` names. Host tests are
+skipped only when no host is present at all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC = os.path.join(os.path.dirname(ROOT), "shared", "spec")
+MODELS = os.path.join(ROOT, ".cache", "models")
+sys.path.insert(0, ROOT)
+
+
+def host_dir() -> str | None:
+    if os.environ.get("COMFYUI_DIR"):
+        return os.path.abspath(os.environ["COMFYUI_DIR"])
+    try:
+        with open(os.path.join(ROOT, ".cache", "host-dir")) as f:
+            path = f.read().strip()
+    except OSError:
+        return None
+    return path if os.path.isfile(os.path.join(path, "main.py")) else None
+
+
+@pytest.fixture(scope="session")
+def spec_dir():
+    if not os.path.isdir(SPEC):
+        pytest.skip("shared/spec is not beside this checkout")
+    return SPEC
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    ckpt = os.path.join(MODELS, "checkpoints", "tiny_sd15.safetensors")
+    mm = os.path.join(MODELS, "animatediff_models", "tiny_mm_v2.safetensors")
+    if not (os.path.exists(ckpt) and os.path.exists(mm)):
+        pytest.skip("tiny models not generated (run scripts/setup.sh)")
+    return types.SimpleNamespace(dir=MODELS, checkpoint=ckpt, motion_module=mm)
+
+
+@pytest.fixture(scope="session")
+def host(tiny_models):
+    """ComfyUI imported in-process, with this pack loaded into it as ComfyUI loads custom nodes."""
+    path = host_dir()
+    if path is None:
+        pytest.skip("no ComfyUI host (run scripts/setup.sh or set COMFYUI_DIR)")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    import comfy.options
+    if hasattr(comfy.options, "enable_args_parsing"):
+        comfy.options.enable_args_parsing(False)
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True  # must precede comfy.model_management
+    import folder_paths
+    # Declared before the pack loads, as a user's extra_model_paths.yaml would.
+    folder_paths.add_model_folder_path("checkpoints", os.path.join(MODELS, "checkpoints"))
+    folder_paths.add_model_folder_path("animatediff_models", os.path.join(MODELS, "animatediff_models"))
+    import comfy.model_management
+    import comfy.sample
+    import comfy.sd
+    import comfy.samplers
+    import comfy.utils
+    name = "comfyui_animatediff_under_test"
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "__init__.py"),
+                                                  submodule_search_locations=[ROOT])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules[name] = pack
+    spec.loader.exec_module(pack)
+    import comfy.model_sampling
+    return types.SimpleNamespace(dir=path, pack=pack, comfy=comfy, folder_paths=folder_paths,
+                                 host_module=sys.modules[name + ".comfy_host"])
+
+
+@pytest.fixture(scope="session")
+def sd15(host, tiny_models):
+    """(model patcher, clip, vae) of the tiny SD1.5 checkpoint, loaded by the host."""
+    with torch.inference_mode():
+        out = host.comfy.sd.load_checkpoint_guess_config(
+            tiny_models.checkpoint, output_vae=True, output_clip=True,
+            embedding_directory=host.folder_paths.get_folder_paths("embeddings"))
+    return types.SimpleNamespace(model=out[0], clip=out[1], vae=out[2])
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, tiny_models):
+    """A real ComfyUI server with this pack, on a free loopback port, for the whole session."""
+    if host_dir() is None:
+        pytest.skip("no ComfyUI host (run scripts/setup.sh or set COMFYUI_DIR)")
+    from tools.comfy_server import ComfyServer
+    workdir = tmp_path_factory.mktemp("comfy-server")
+    srv = ComfyServer(str(workdir), host_dir=host_dir(), models_dir=tiny_models.dir)
+    srv.start()
+    yield srv
+    srv.stop()
+    log_copy = os.path.join(ROOT, "artifacts", "server.log")
+    os.makedirs(os.path.dirname(log_copy), exist_ok=True)
+    try:
+        with open(srv.log_path) as src, open(log_copy, "w") as dst:
+            dst.write(src.read())
+    except OSError:
+        pass
