@@ -100,17 +100,43 @@ def _insertion_point(block):
     return None
 
 
-def _unet_slots(unet):
+def model_object(model, name: str):
+    """The object ``name`` (relative to the BaseModel) as this patcher sees it: its own object patch,
+    else the original. The live module tree may still hold the patches of the clone sampled last
+    (the host unpatches lazily) and the 2024 host forgets some originals, so our own layers are
+    taken out of whatever is found there."""
+    if hasattr(model, "get_model_object"):
+        found = model.get_model_object(name)
+    elif name in model.object_patches:
+        found = model.object_patches[name]
+    else:
+        found = model.object_patches_backup.get(name) or comfy.utils.get_attr(model.model, name)
+    if name in model.object_patches:
+        return found
+    if isinstance(found, TimestepEmbedSequential) and MOTION_CHILD in found._modules:
+        return TimestepEmbedSequential(OrderedDict((k, v) for k, v in found._modules.items() if k != MOTION_CHILD))
+    if isinstance(found, CrossFrameGroupNorm):
+        return found.original
+    return found
+
+
+def _unet_blocks(model):
+    """(side, object-patch key, block) for every input, middle and output block, as this model sees them."""
+    unet = model.model.diffusion_model
+    names = ([("down", f"diffusion_model.input_blocks.{i}") for i in range(len(unet.input_blocks))]
+             + [("mid", "diffusion_model.middle_block")]
+             + [("up", f"diffusion_model.output_blocks.{i}") for i in range(len(unet.output_blocks))])
+    return [(side, key, model_object(model, key)) for side, key in names]
+
+
+def _unet_slots(model):
     """The UNet's motion-module positions: {"down": [...], "mid": [...], "up": [...]}, each entry
     (object-patch key, block, child index, channels)."""
     slots = {"down": [], "mid": [], "up": []}
-    named = ([("down", f"input_blocks.{i}", b) for i, b in enumerate(unet.input_blocks)]
-             + [("mid", "middle_block", unet.middle_block)]
-             + [("up", f"output_blocks.{i}", b) for i, b in enumerate(unet.output_blocks)])
-    for side, name, block in named:
+    for side, key, block in _unet_blocks(model):
         point = _insertion_point(block)
         if point is not None:
-            slots[side].append(("diffusion_model." + name, block, point[0], point[1]))
+            slots[side].append((key, block, point[0], point[1]))
     return slots
 
 
@@ -157,15 +183,14 @@ def _block_with_layer(block, after_index, layer):
     return TimestepEmbedSequential(ordered)
 
 
-def _resnet_group_norms(unet):
-    """(object-patch key, module) of every ResBlock GroupNorm and the output GroupNorm."""
-    found = []
-    for name, module in unet.named_modules():
-        if isinstance(module, ResBlock):
-            for seq in ("in_layers", "out_layers"):
-                found.append((f"diffusion_model.{name}.{seq}.0", getattr(module, seq)[0]))
-    found.append(("diffusion_model.out.0", unet.out[0]))
-    return found
+def _resnet_group_norms(model):
+    """(object-patch key, original module) of every ResBlock GroupNorm and of the output GroupNorm."""
+    keys = [f"{block_key}.{child_name}.{seq}.0"
+            for _, block_key, block in _unet_blocks(model)
+            for child_name, child in block._modules.items() if isinstance(child, ResBlock)
+            for seq in ("in_layers", "out_layers")]
+    keys.append("diffusion_model.out.0")
+    return [(key, model_object(model, key)) for key in keys]
 
 
 def has_motion_model(model) -> bool:
@@ -182,9 +207,8 @@ def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: 
     """A clone of ``model`` whose UNet runs ``motion``'s temporal layers. ``model`` is untouched."""
     if has_motion_model(model):
         raise ValueError("this MODEL already has a motion module applied; apply one motion module per MODEL")
-    unet = model.model.diffusion_model
     modules = motion.modules_in(compute_dtype(model))
-    pairs = _pair_modules_with_slots(motion, _unet_slots(unet), modules)
+    pairs = _pair_modules_with_slots(motion, _unet_slots(model), modules)
 
     state = FrameState()
     patched = model.clone()
@@ -192,7 +216,7 @@ def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: 
         layer = TemporalLayer(module, state, scale, motion.format.cross_frame_motion_norm)
         patched.add_object_patch(key, _block_with_layer(block, after_index, layer))
     if motion.format.cross_frame_unet_norm and scale != 0:
-        for key, norm in _resnet_group_norms(unet):
+        for key, norm in _resnet_group_norms(model):
             patched.add_object_patch(key, CrossFrameGroupNorm(norm, state))
     _install_frame_counter(patched, state)
     if beta_schedule is not None:
@@ -239,9 +263,7 @@ class _FrameCountingWrapper:
 
 
 def current_model_sampling(model):
-    if hasattr(model, "get_model_object"):
-        return model.get_model_object("model_sampling")
-    return model.object_patches.get("model_sampling", model.model.model_sampling)
+    return model_object(model, "model_sampling")
 
 
 def _set_beta_schedule(patched, schedule: BetaSchedule):

@@ -75,6 +75,11 @@ class CrossFrameGroupNorm(nn.Module):
         self.weight = original.weight
         self.bias = original.bias
         self.state = state
+        self._original = [original]  # kept unregistered: not part of this module's state dict
+
+    @property
+    def original(self) -> nn.Module:
+        return self._original[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = self.state.frames(x.shape[0])

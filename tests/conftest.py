@@ -83,7 +83,8 @@ def host(tiny_models):
     spec.loader.exec_module(pack)
     import comfy.model_sampling
     return types.SimpleNamespace(dir=path, pack=pack, comfy=comfy, folder_paths=folder_paths,
-                                 host_module=sys.modules[name + ".comfy_host"])
+                                 host_module=sys.modules[name + ".comfy_host"],
+                                 motion_modules=sys.modules[name + ".motion_modules"])
 
 
 @pytest.fixture(scope="session")
