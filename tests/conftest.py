@@ -104,7 +104,13 @@ def server(tmp_path_factory, tiny_models):
         pytest.skip("no ComfyUI host (run scripts/setup.sh or set COMFYUI_DIR)")
     from tools.comfy_server import ComfyServer
     workdir = tmp_path_factory.mktemp("comfy-server")
-    srv = ComfyServer(str(workdir), host_dir=host_dir(), models_dir=tiny_models.dir)
+    # A models folder of the session's own: links to the tiny models; tests may add files to it.
+    models = workdir / "models"
+    for folder in ("checkpoints", "animatediff_models", "animatediff_motion_lora", "loras", "vae"):
+        (models / folder).mkdir(parents=True)
+    os.symlink(tiny_models.checkpoint, models / "checkpoints" / "tiny_sd15.safetensors")
+    os.symlink(tiny_models.motion_module, models / "animatediff_models" / "tiny_mm_v2.safetensors")
+    srv = ComfyServer(str(workdir), host_dir=host_dir(), models_dir=str(models))
     srv.start()
     yield srv
     srv.stop()
