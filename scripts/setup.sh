@@ -78,8 +78,9 @@ if [ "$(cd "$HOST/custom_nodes" && pwd -P)" != "$(cd "$ROOT/.." && pwd -P)" ]; t
     ln -sfn "$ROOT" "$link"
   fi
 fi
-echo "$HOST" > "$CACHE/host-dir"
+# The default host is remembered for tools and tests; COMFYUI_DIR always wins when set.
+[ -n "${COMFYUI_DIR:-}" ] || echo "$HOST" > "$CACHE/host-dir"
 
 # 4. The embedded tiny models (seeded, deterministic; never committed).
-"$PY" "$ROOT/tools/make_tiny_models.py" --out "$CACHE/models" >&2
+"$PY" "$ROOT/tools/make_tiny_models.py" --host "$HOST" --out "$CACHE/models" >&2
 say "ready: host $HOST"
