@@ -12,12 +12,12 @@ SQRT_LINEAR_SIGMA_MAX = 25.1461
 LINEAR_SIGMA_MAX = 14.6146
 
 
-def sample(host, model, frames, seed=1, cfg=7.5, steps=2, size=8):
+def sample(host, model, frames, seed=1, cfg=7.5, steps=2, size=8, negative_tokens=77):
     latent = torch.zeros(frames, 4, size, size)
     noise = host.comfy.sample.prepare_noise(latent, seed)
     g = torch.Generator().manual_seed(5)
     positive = [[torch.randn(1, 77, 768, generator=g), {}]]
-    negative = [[torch.randn(1, 77, 768, generator=g), {}]]
+    negative = [[torch.randn(1, negative_tokens, 768, generator=g), {}]]
     with torch.inference_mode():
         return host.comfy.sample.sample(model, noise, steps, cfg, "euler", "normal", positive, negative, latent,
                                         seed=seed, disable_pbar=True)
@@ -66,14 +66,15 @@ def test_scale_zero_is_plain_model_bit_identical(host, sd15, motion):
     assert torch.equal(sample(host, patched, frames=16), sample(host, sd15.model, frames=16))
 
 
-@pytest.mark.parametrize("cfg", [7.5, 1.0])
-def test_frame_count_from_cond_uncond_layout(host, sd15, motion, cfg):
-    """With CFG the host batches uncond and cond (2 clips); at cfg 1 only cond: frames stay 16."""
+@pytest.mark.parametrize("cfg,negative_tokens", [(7.5, 77), (1.0, 77), (7.5, 231)])
+def test_frame_count_from_cond_uncond_layout(host, sd15, motion, cfg, negative_tokens):
+    """With CFG the host batches uncond and cond (2 clips); at cfg 1 only cond; conds of different
+    lengths may go in separate calls (the 2024 host cannot concatenate them): frames stay 16."""
     seen = []
     hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append((args[0].shape[0], args[1])))
              for _, m in motion.modules_in(torch.float32).in_unet_order()]
     try:
-        sample(host, apply(host, sd15.model, motion), frames=16, cfg=cfg, steps=1)
+        sample(host, apply(host, sd15.model, motion), frames=16, cfg=cfg, steps=1, negative_tokens=negative_tokens)
     finally:
         for h in hooks:
             h.remove()
