@@ -279,3 +279,28 @@ def _set_beta_schedule(patched, schedule: BetaSchedule):
                                     linear_end=schedule.linear_end)
     # Same class (keeps eps / v-prediction / lcm), built from the constructor the host itself uses.
     patched.add_object_patch("model_sampling", type(current)(config))
+
+
+# ----------------------------------------------------------------------------------------------
+# Video output helpers
+
+def encode_progress(total: int):
+    """A callback(done, total) for the video encoder: advances the node's progress bar and stops the
+    encode (by raising the host's interruption) when the user cancels."""
+    bar = progress_bar(total)
+
+    def report(done: int, total_: int):
+        check_interrupted()
+        bar.update_abs(done, total_)
+    return report
+
+
+def latent_decoder(vae):
+    """latent batch -> IMAGE batch (frames, height, width, 3), through the host's VAE."""
+    def decode(samples):
+        check_interrupted()
+        images = vae.decode(samples)
+        if images.ndim == 5:  # video VAEs return (batch, frames, h, w, c)
+            images = images.reshape((-1,) + tuple(images.shape[-3:]))
+        return images
+    return decode

@@ -1,7 +1,14 @@
-"""Writing IMAGE batches to animation files. Pure: Pillow and numpy, no ComfyUI import."""
+"""Writing frames to animation and video files. Pure: Pillow, numpy and (optionally) PyAV; no ComfyUI
+import. The node (nodes/video.py) passes folders, a VAE decode function and a progress callback in."""
 
-from .animated import FORMATS, EncodeError, write_animation, write_sidecar
-from .paths import OutputPathError, next_free_name, resolve_prefix
+from .animated import EncodeError, StreamInfo
+from .combine import (DEFAULTS, SaveResult, atomic_output, check_options, encode, output_path, save, ui_for,
+                      write_sidecar)
+from .formats import FORMATS, HAVE_AV, PIX_FMT_CHOICES, PRESETS, UNAVAILABLE, FormatSpec
+from .frames import FrameError, ImageFrames, LatentFrames, frame_order
+from .paths import OutputPathError, expand_tokens, next_free_name, resolve_prefix
 
-__all__ = ["FORMATS", "EncodeError", "OutputPathError", "next_free_name", "resolve_prefix", "write_animation",
-           "write_sidecar"]
+__all__ = ["DEFAULTS", "FORMATS", "HAVE_AV", "PIX_FMT_CHOICES", "PRESETS", "UNAVAILABLE", "EncodeError",
+           "FormatSpec", "FrameError", "ImageFrames", "LatentFrames", "OutputPathError", "SaveResult", "StreamInfo",
+           "atomic_output", "check_options", "encode", "expand_tokens", "frame_order", "next_free_name",
+           "output_path", "resolve_prefix", "save", "ui_for", "write_sidecar"]
