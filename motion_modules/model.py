@@ -1,37 +1,110 @@
-"""MotionModel: a loaded checkpoint (its format plus weights), ready to be placed into a UNet."""
+"""MotionModel: a loaded checkpoint (its format plus weights), ready to be placed into a UNet.
+
+Memory: a ``.safetensors`` file is recognised from its header alone and then only the motion-module
+tensors are read, one copy each; torch files are memory-mapped. The loaded tensors become the module
+parameters as they are (no copy). A UNet in another dtype gets one cast copy, made once and kept.
+Motion LoRAs never touch the loaded weights: a MotionModel with LoRAs shares every tensor with the
+plain one except the LoRA-affected weights, which are merged into fresh tensors per dtype.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+from collections import OrderedDict
 
 import torch
 
-from .checkpoint import read_tensors
-from .formats import MotionFormat, detect_format, expected_keys
+from .checkpoint import CheckpointError, read_layout, read_tensors
+from .formats import LAYOUT_DIFFUSERS, MotionFormat, analyse, expected_keys, file_keys
 from .temporal import MotionModuleSet, PositionalEncoding, sinusoidal_table
+
+MAX_LORA_SETS = 4  # LoRA-merged module sets kept per loaded file (the plain ones are always kept)
 
 
 class MotionModel:
-    """The MOTION_MODEL value passed between nodes. Never modified after loading."""
+    """The MOTION_MODEL value passed between nodes. Never modified after loading: LoRAs make a new
+    MotionModel that shares this one's weights and cache (cheap to make, cheap to keep)."""
 
-    def __init__(self, fmt: MotionFormat, modules: MotionModuleSet, source: str):
+    def __init__(self, fmt: MotionFormat, modules: MotionModuleSet, source: str, loras=(), notes=(),
+                 _cache=None):
         self.format = fmt
-        self.modules = modules
+        self.modules = modules            # the weights as loaded, in the file's dtype
         self.source = source
-        self._by_dtype = {fmt.dtype: modules}
+        self.loras = tuple(loras)         # ((MotionLoRA, strength, [notes]), ...) in the order applied
+        self.notes = list(notes)
+        self._cache = _cache if _cache is not None else {"plain": {fmt.dtype: modules}, "lora": OrderedDict()}
 
-    def nbytes_in(self, dtype: torch.dtype) -> int:
-        return sum(t.numel() * t.element_size() for t in self.modules_in(dtype).state_dict().values())
+    # -- weights per dtype ------------------------------------------------------------------------
+    def _plain_in(self, dtype: torch.dtype) -> MotionModuleSet:
+        plain = self._cache["plain"]
+        if dtype not in plain:
+            plain[dtype] = build_modules(self.format, self.modules.state_dict(), dtype)
+        return plain[dtype]
+
+    def _lora_key(self, dtype):
+        active = tuple((lora.uid, float(strength)) for lora, strength, _ in self.loras if strength != 0)
+        return (dtype, active) if active else None
 
     def modules_in(self, dtype: torch.dtype) -> MotionModuleSet:
-        """The modules with weights in ``dtype``: the loaded ones when the dtype matches, else a copy
-        made once and kept, so sampling never casts weights per step."""
-        if dtype not in self._by_dtype:
-            self._by_dtype[dtype] = build_modules(self.format, self.modules.state_dict(), dtype)
-        return self._by_dtype[dtype]
+        """The modules with weights in ``dtype`` (LoRAs merged in): the loaded ones when the dtype
+        matches and no LoRA is active, else a copy made once and kept, so sampling never casts or
+        merges weights per step."""
+        key = self._lora_key(dtype)
+        if key is None:
+            return self._plain_in(dtype)
+        cache = self._cache["lora"]
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        plain = self._plain_in(dtype)
+        state = dict(plain.state_dict())
+        original = self.modules.state_dict()
+        deltas = {}
+        for lora, strength, _ in self.loras:
+            if strength == 0:
+                continue
+            for target, (up, down) in lora.pairs.items():
+                if target not in state:
+                    continue  # skipped when the LoRA was applied (mid block), see apply_motion_lora
+                delta = strength * (up.to(torch.float32) @ down.to(torch.float32))
+                deltas[target] = delta if target not in deltas else deltas[target] + delta
+        for target, delta in deltas.items():
+            # Merged in fp32 from the weights as loaded, then cast once (spec §3.9).
+            state[target] = (original[target].to(torch.float32) + delta.to(original[target].device)).to(dtype)
+        modules = build_modules(self.format, state)
+        cache[key] = modules
+        while len(cache) > MAX_LORA_SETS:
+            cache.popitem(last=False)
+        return modules
 
+    def nbytes_in(self, dtype: torch.dtype) -> int:
+        """Bytes the modules take in ``dtype`` (computed without building them)."""
+        size = torch.empty((), dtype=dtype).element_size()
+        return sum(t.numel() * (size if t.is_floating_point() else t.element_size())
+                   for t in self.modules.state_dict().values())
+
+    # -- LoRAs ------------------------------------------------------------------------------------
+    def with_lora(self, lora, strength: float, notes=()) -> "MotionModel":
+        """A new MotionModel with ``lora`` added; this one is unchanged. Use
+        :func:`motion_modules.lora.apply_motion_lora`, which checks that the LoRA fits first."""
+        return MotionModel(self.format, self.modules, self.source, self.loras + ((lora, float(strength), list(notes)),),
+                           self.notes, _cache=self._cache)
+
+    # -- description ------------------------------------------------------------------------------
     def summary(self) -> str:
-        return f"file: {os.path.basename(self.source)}\n" + self.format.summary()
+        lines = [f"file: {os.path.basename(self.source)}", self.format.summary()]
+        lines += [f"note: {n}" for n in self.notes]
+        for lora, strength, notes in self.loras:
+            lines.append(f"motion LoRA: {os.path.basename(lora.source)} (strength {strength:g}, rank "
+                         f"{lora.rank_text()}, {len(lora.pairs)} layers)")
+            lines += [f"  note: {n}" for n in notes]
+        return "\n".join(lines)
+
+    def file_state_dict(self) -> dict:
+        """The loaded weights under the file's own key names (for saving, and the round-trip tests)."""
+        return file_keys(self.modules.state_dict(), self.format.layout)
 
 
 def build_modules(fmt: MotionFormat, state_dict: dict, dtype: torch.dtype | None = None) -> MotionModuleSet:
@@ -42,17 +115,56 @@ def build_modules(fmt: MotionFormat, state_dict: dict, dtype: torch.dtype | None
         state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     modules.load_state_dict(state_dict, strict=True, assign=True)
     if not fmt.pe_stored:
+        device = next(iter(state_dict.values())).device
         for m in modules.modules():
             if isinstance(m, PositionalEncoding):
-                m.pe = sinusoidal_table(m.length, m.pe.shape[-1])
+                m.pe = sinusoidal_table(m.length, m.pe.shape[-1]).to(device)
     return modules.requires_grad_(False).eval()
+
+
+def motion_model_from_tensors(tensors: dict, source: str = "checkpoint", config: dict | None = None,
+                              loader=None) -> MotionModel:
+    """Recognise and build a motion module from a state dict in any supported layout. ``tensors`` may
+    hold meta tensors standing in for the file's; ``loader(keys)`` then reads the real ones."""
+    name = os.path.basename(source)
+    fmt, key_map = analyse(tensors, source=name, config=config)
+    wanted = set(expected_keys(fmt))
+    needed = {fk for ck, fk in key_map.items() if ck in wanted}
+    if loader is not None and any(tensors[k].is_meta for k in needed):
+        tensors = loader(needed)
+    canonical = {}
+    for ck, fk in key_map.items():
+        if ck in wanted:
+            t = tensors[fk]
+            if t.is_floating_point() and t.dtype != fmt.dtype:
+                t = t.to(fmt.dtype)  # mixed-dtype files: cast once (noted in the summary)
+            canonical[ck] = t
+    return MotionModel(fmt, build_modules(fmt, canonical), source)
+
+
+def diffusers_config(path: str) -> dict | None:
+    """The ``config.json`` beside a diffusers adapter file, if there is one."""
+    candidate = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+    if not os.path.isfile(candidate):
+        return None
+    try:
+        with open(candidate, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{os.path.basename(path)}: the config.json beside it cannot be read ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{os.path.basename(path)}: the config.json beside it is not a JSON object")
+    return config
 
 
 def load_motion_model(path: str) -> MotionModel:
     """Read, recognise and build a motion-module file. Raises CheckpointError with a clear message."""
-    tensors = read_tensors(path)
-    fmt = detect_format(tensors, source=os.path.basename(path))
-    wanted = expected_keys(fmt)
-    modules = build_modules(fmt, {k: v for k, v in tensors.items() if k in wanted})
-    return MotionModel(fmt, modules, path)
-
+    layout = read_layout(path)
+    config = None
+    if any(".transformer_blocks.0.attn1." in k for k in itertools.islice(layout, 4096)):
+        config = diffusers_config(path)
+    model = motion_model_from_tensors(layout, source=path, config=config,
+                                      loader=lambda keys: read_tensors(path, keys=keys))
+    if config is not None and model.format.layout == LAYOUT_DIFFUSERS:
+        model.notes.append("checked against the config.json beside it")
+    return model
