@@ -9,6 +9,7 @@ import, no PyAV.
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import zlib
@@ -36,7 +37,7 @@ class StreamInfo:
 
 def boundary(index: int, frame_rate: float, units_per_second: int) -> int:
     """Start of frame ``index`` in whole units, rounded, so durations add up to the exact length."""
-    return int(round(index * units_per_second / frame_rate))
+    return int(math.floor(index * units_per_second / frame_rate + 0.5))
 
 
 def frame_duration(index: int, frame_rate: float, units_per_second: int, minimum: int = 1) -> int:

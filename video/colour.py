@@ -89,15 +89,36 @@ def rgb_to_planes(rgb: np.ndarray, pix_fmt: str) -> list[np.ndarray]:
     return planes
 
 
+def _upsample_h(c: np.ndarray) -> np.ndarray:
+    """Left siting: even columns are the samples, odd columns the mean of their two neighbours."""
+    out = np.empty((c.shape[0], 2 * c.shape[1]), np.float32)
+    out[:, 0::2] = c
+    out[:, 1::2] = (c + np.concatenate([c[:, 1:], c[:, -1:]], axis=1)) * 0.5
+    return out
+
+
+def _upsample_v(c: np.ndarray) -> np.ndarray:
+    """Samples between two rows: each row is 3/4 its own sample plus 1/4 the nearer neighbour."""
+    up = np.concatenate([c[:1], c[:-1]], axis=0)
+    down = np.concatenate([c[1:], c[-1:]], axis=0)
+    out = np.empty((2 * c.shape[0], c.shape[1]), np.float32)
+    out[0::2] = 0.75 * c + 0.25 * up
+    out[1::2] = 0.75 * c + 0.25 * down
+    return out
+
+
 def ycbcr_to_rgb(planes: list[np.ndarray], pix_fmt: str) -> np.ndarray:
-    """The exact inverse (nearest-neighbour chroma upsampling), float RGB in [0, 1]. For tests and tools."""
+    """The inverse (linear chroma upsampling for the same siting), float RGB in [0, 1]. For tests and tools."""
     bits, sx, sy, _ = PIX_FMT_LAYOUT[pix_fmt]
     scale = float(1 << (bits - 8))
     y = (planes[0].astype(np.float32) / scale - 16.0) / 219.0
     cb = (planes[1].astype(np.float32) / scale - 128.0) / 224.0
     cr = (planes[2].astype(np.float32) / scale - 128.0) / 224.0
-    cb = np.repeat(np.repeat(cb, sy, axis=0), sx, axis=1)[:y.shape[0], :y.shape[1]]
-    cr = np.repeat(np.repeat(cr, sy, axis=0), sx, axis=1)[:y.shape[0], :y.shape[1]]
+    if sx == 2:
+        cb, cr = _upsample_h(cb), _upsample_h(cr)
+    if sy == 2:
+        cb, cr = _upsample_v(cb), _upsample_v(cr)
+    cb, cr = cb[:y.shape[0], :y.shape[1]], cr[:y.shape[0], :y.shape[1]]
     r = y + 2.0 * (1.0 - KR) * cr
     b = y + 2.0 * (1.0 - KB) * cb
     g = (y - KR * r - KB * b) / KG

@@ -141,9 +141,9 @@ def atomic_output(path: str):
     _remove(tmp)
     try:
         yield tmp
-        if os.path.lexists(path):
-            raise EncodeError(f"{path} appeared while it was being written; nothing was replaced")
-        os.replace(tmp, path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise EncodeError(f"{path} is an existing folder; nothing was replaced")
+        os.replace(tmp, path)  # atomic; replaces an existing file of that name
     except BaseException:
         _remove(tmp)
         raise
