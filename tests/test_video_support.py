@@ -173,15 +173,21 @@ def webm_metadata(data: bytes, limit: int = 2 * 1024 * 1024) -> dict:
         if data[pos:pos + 2] != b"\x67\xc8":
             pos += 1
             continue
-        size, n = _vint(data, pos + 2)
-        start, end = pos + 2 + n, pos + 2 + n + size
-        fields, p = {}, start
-        while p < end:
-            ident = data[p:p + 2]
-            fsize, fn = _vint(data, p + 2)
-            fields[ident] = data[p + 2 + fn:p + 2 + fn + fsize]
-            p += 2 + fn + fsize
-        name = fields.get(b"\x45\xa3", b"").decode("utf-8")
+        try:  # a SimpleTag, or two bytes of compressed data that look like its ID: skip those
+            size, n = _vint(data, pos + 2)
+            start, end = pos + 2 + n, pos + 2 + n + size
+            if size <= 0 or end > len(data):
+                raise ValueError
+            fields, p = {}, start
+            while p < end:
+                ident = data[p:p + 2]
+                fsize, fn = _vint(data, p + 2)
+                fields[ident] = data[p + 2 + fn:p + 2 + fn + fsize]
+                p += 2 + fn + fsize
+            name = fields.get(b"\x45\xa3", b"").decode("utf-8")
+        except (ValueError, IndexError, StopIteration, UnicodeDecodeError):
+            pos += 1
+            continue
         if name in ("PROMPT", "WORKFLOW"):
             out[name.lower()] = json.loads(fields[b"\x44\x87"].decode("utf-8").rstrip("\0"))
         pos = end

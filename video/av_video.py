@@ -188,8 +188,22 @@ class AvWriter:
 
     # -- video --------------------------------------------------------------------------------
     def _open(self):
-        self.stream.codec_context.open(strict=False)
-        left = dict(self.stream.codec_context.options or {})
+        cc = self.stream.codec_context
+        settings = dict(self.stream.options or {})
+        import av.logging
+        previous = av.logging.get_level()
+        av.logging.set_level(av.logging.ERROR)  # briefly: to capture why an encoder refuses its settings
+        try:
+            with av.logging.Capture() as logs:
+                try:
+                    cc.open(strict=False)
+                except Exception as e:
+                    said = "; ".join(line.strip() for _, _, line in logs if line.strip()) or str(e)
+                    raise EncodeError(f"the {self.spec.codec} encoder refused its settings "
+                                      f"({', '.join(f'{k}={v}' for k, v in settings.items())}): {said}") from e
+        finally:
+            av.logging.set_level(previous)
+        left = dict(cc.options or {})
         unknown = [k for k in self.user_options if k in left]
         if unknown:
             raise EncodeError(f"unknown codec option{'s' if len(unknown) > 1 else ''} "
