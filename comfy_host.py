@@ -291,7 +291,7 @@ def encode_progress(total: int):
 
     def report(done: int, total_: int):
         check_interrupted()
-        bar.update_abs(done, total_)
+        bar.update_absolute(done, total_)
     return report
 
 

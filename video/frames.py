@@ -68,10 +68,11 @@ class LatentFrames:
         self.count = shape[0]
         self._cache_start = None
         self._cache = None
-        self.batch_size = 1
+        self.batch_size = batch_size or 1
         self._load(0)  # the first batch tells the frame size
-        frame_bytes = self.height * self.width * 4 * 4
-        self.batch_size = batch_size or max(1, min(16, budget_bytes // max(frame_bytes, 1)))
+        if not batch_size:  # as many frames as fit the budget as float32 RGBA, at most 16
+            frame_bytes = self.height * self.width * 4 * 4
+            self.batch_size = max(1, min(16, budget_bytes // max(frame_bytes, 1)))
 
     def _load(self, start: int):
         end = min(self.count, start + self.batch_size)
