@@ -1,0 +1,55 @@
+"""Running one model call as several context-window calls and fusing their results. Pure torch.
+
+The model call sees ``(chunks * frames, ...)``: ``chunks`` clips (cond/uncond) of the same frames.
+Each window keeps all chunks together, so one window is one call of ``chunks * len(window)`` latents
+and per-clip statistics (cross-frame GroupNorm) never mix cond and uncond.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .context import ContextOptions
+
+
+def window_batch_index(window: list[int], frames: int, chunks: int) -> torch.Tensor:
+    """Batch positions of ``window``'s frames in every chunk, chunk-major like the host's batch."""
+    w = torch.tensor(window, dtype=torch.long)
+    return torch.cat([w + c * frames for c in range(chunks)])
+
+
+def slice_batch(value, index: torch.Tensor, batch: int):
+    """``value`` restricted to ``index`` if it is a tensor batched like the latents, else unchanged."""
+    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
+        return value[index.to(value.device)]
+    return value
+
+
+def run_in_windows(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, chunks: int,
+                   options: ContextOptions, step: int, on_window: Callable[[int, int], None] | None = None):
+    """``call(x_window, batch_index)`` for each window, fused by the options' weights.
+
+    With a single window covering every frame, ``call`` runs once on ``x`` itself, so the result is
+    bit-identical to a run without context windows.
+    """
+    frames = x.shape[0] // chunks
+    windows = options.windows(frames, step)
+    if len(windows) == 1 and windows[0] == list(range(frames)):
+        return call(x, torch.arange(x.shape[0]))
+    total = torch.zeros(frames, dtype=torch.float32, device=x.device)
+    fused = None
+    for i, window in enumerate(windows):
+        index = window_batch_index(window, frames, chunks).to(x.device)
+        out = call(x[index], index)
+        weight = options.weights(window, frames).to(x.device)
+        if fused is None:
+            fused = torch.zeros((x.shape[0],) + tuple(out.shape[1:]), dtype=torch.float32, device=out.device)
+        shape = (-1,) + (1,) * (out.ndim - 1)
+        fused.index_add_(0, index, out.float() * weight.repeat(chunks).view(shape))
+        total.index_add_(0, torch.tensor(window, device=x.device), weight)
+        if on_window is not None:
+            on_window(i + 1, len(windows))
+    shape = (-1,) + (1,) * (fused.ndim - 1)
+    return (fused / total.repeat(chunks).view(shape)).to(out.dtype)
