@@ -10,6 +10,7 @@ other clone stay exactly as they were.
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import os
 from collections import OrderedDict
@@ -60,6 +61,18 @@ def motion_model_path(name: str) -> str:
     if path is None:
         folders = ", ".join(folder_paths.get_folder_paths(MOTION_MODELS))
         raise FileNotFoundError(f"motion module '{name}' not found in {MOTION_MODELS} ({folders})")
+    return path
+
+
+def motion_lora_names() -> list[str]:
+    return folder_paths.get_filename_list(MOTION_LORAS)
+
+
+def motion_lora_path(name: str) -> str:
+    path = folder_paths.get_full_path(MOTION_LORAS, name)
+    if path is None:
+        folders = ", ".join(folder_paths.get_folder_paths(MOTION_LORAS))
+        raise FileNotFoundError(f"motion LoRA '{name}' not found in {MOTION_LORAS} ({folders})")
     return path
 
 
@@ -203,8 +216,11 @@ def compute_dtype(model):
     return getattr(base, "manual_cast_dtype", None) or base.get_dtype()
 
 
-def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: BetaSchedule | None):
-    """A clone of ``model`` whose UNet runs ``motion``'s temporal layers. ``model`` is untouched."""
+def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: BetaSchedule | None,
+                       groupnorm: str | None = None):
+    """A clone of ``model`` whose UNet runs ``motion``'s temporal layers. ``model`` is untouched.
+    ``groupnorm``: None / "as trained", or one of motion_modules.GROUPNORM_MODES."""
+    cross_frame_motion_norm, cross_frame_unet_norm = motion.format.groupnorm(groupnorm)
     if has_motion_model(model):
         raise ValueError("this MODEL already has a motion module applied; apply one motion module per MODEL")
     modules = motion.modules_in(compute_dtype(model))
@@ -213,9 +229,9 @@ def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: 
     state = FrameState()
     patched = model.clone()
     for (key, block, after_index, _), module in pairs:
-        layer = TemporalLayer(module, state, scale, motion.format.cross_frame_motion_norm)
+        layer = TemporalLayer(module, state, scale, cross_frame_motion_norm)
         patched.add_object_patch(key, _block_with_layer(block, after_index, layer))
-    if motion.format.cross_frame_unet_norm and scale != 0:
+    if cross_frame_unet_norm and scale != 0:
         for key, norm in _resnet_group_norms(model):
             patched.add_object_patch(key, CrossFrameGroupNorm(norm, state))
     _install_frame_counter(patched, state)
@@ -277,8 +293,24 @@ def _set_beta_schedule(patched, schedule: BetaSchedule):
     config.sampling_settings = dict(getattr(config, "sampling_settings", {}) or {},
                                     beta_schedule=schedule.name, linear_start=schedule.linear_start,
                                     linear_end=schedule.linear_end)
+    if getattr(schedule, "sampling", "") == "lcm":
+        patched.add_object_patch("model_sampling", _lcm_model_sampling_class()(config))
+        return
     # Same class (keeps eps / v-prediction / lcm), built from the constructor the host itself uses.
     patched.add_object_patch("model_sampling", type(current)(config))
+
+
+def _lcm_model_sampling_class():
+    """LCM sampling as the host's own ModelSamplingDiscrete node builds it (sampling "lcm")."""
+    import comfy.model_sampling
+    advanced = importlib.import_module("comfy_extras.nodes_model_advanced")
+    distilled = getattr(comfy.model_sampling, "ModelSamplingDiscreteDistilled", None) \
+        or advanced.ModelSamplingDiscreteDistilled
+    lcm = getattr(comfy.model_sampling, "LCM", None) or advanced.LCM
+
+    class ModelSamplingAdvanced(distilled, lcm):
+        pass
+    return ModelSamplingAdvanced
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,13 @@
   host's own module classes (built on the meta device), values come from our seeded generator.
 * ``animatediff_models/tiny_mm_v2.safetensors``: a motion module in the original AnimateDiff v2 key
   format (mid block, PE length 32) laid out for that UNet.
+* ``checkpoints/tiny_sdxl.safetensors``: a UNet (plus TAESD VAE, no text encoders) that the host detects
+  as SDXL. Detection fixes model_channels 320, context_dim 2048, adm_in_channels 2816, linear
+  proj_in and the input transformer depths [0,0,2,2,10,10] (so three levels of two ResBlocks, as in SDXL);
+  the channel multipliers, the output/middle transformer depths and everything else may shrink, so every
+  level stays at 320 channels.
+* ``animatediff_models/tiny_mm_sdxl.safetensors``: an AnimateDiff-SDXL-layout motion module (6 down /
+  9 up modules, no mid block, PE 32, fp16) for that UNet.
 
 Random weights draw abstract moving patterns, not pictures; that is all the tests and the demo need.
 Run by ``scripts/setup.sh``; a stamp file makes re-runs instant.
@@ -37,6 +44,19 @@ TINY_UNET = dict(
 TINY_MOTION_DOWN = [[320], [320]]
 TINY_MOTION_MID = 320
 TINY_MOTION_UP = [[320, 320], [320, 320]]
+
+# The SDXL UNet: SDXL-detectable (comfy/supported_models.py SDXL.unet_config), 320 channels at every level.
+TINY_SDXL_UNET = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2],
+    channel_mult=[1, 1, 1], transformer_depth=[0, 0, 2, 2, 10, 10],
+    transformer_depth_output=[0, 0, 0, 1, 1, 1, 1, 1, 1], transformer_depth_middle=1, context_dim=2048,
+    num_heads=-1, num_head_channels=64, use_linear_in_transformer=True, use_spatial_transformer=True,
+    legacy=False, adm_in_channels=2816, num_classes="sequential", use_checkpoint=False,
+    use_temporal_attention=False, use_temporal_resblock=False,
+)
+# AnimateDiff-SDXL placement (spec §5.2): 2 modules per down level, 3 per up level, no mid block.
+TINY_SDXL_MOTION_DOWN = [[320, 320]] * 3
+TINY_SDXL_MOTION_UP = [[320] * 3] * 3
 
 
 def seeded_value(key: str, shape, seed: int) -> torch.Tensor:
@@ -101,6 +121,35 @@ def make_checkpoint(host: str, path: str):
     _atomic_save(save_file, tensors, path, {"generator": f"make_tiny_models v{GENERATOR_VERSION}"})
 
 
+def sdxl_checkpoint_shapes(host: str) -> dict[str, tuple]:
+    UNetModel, _, TAESD = import_host(host)
+    shapes = {}
+    with torch.no_grad(), torch.device("meta"):
+        unet = UNetModel(**TINY_SDXL_UNET, device="meta")
+        vae = TAESD()
+    for k, v in unet.state_dict().items():
+        shapes["model.diffusion_model." + k] = tuple(v.shape)
+    for k, v in vae.state_dict().items():
+        shapes["first_stage_model." + k] = tuple(v.shape)
+    return shapes
+
+
+def make_sdxl_checkpoint(host: str, path: str):
+    from safetensors.torch import save_file
+    tensors = {}
+    for key, shape in sorted(sdxl_checkpoint_shapes(host).items()):
+        value = seeded_value(key, shape, SEED + 2)
+        if key.endswith("vae_scale"):
+            value = torch.tensor(1.0)
+        tensors[key] = value.to(torch.float16)
+    _atomic_save(save_file, tensors, path, {"generator": f"make_tiny_models v{GENERATOR_VERSION}"})
+
+
+def sdxl_motion_module_tensors() -> dict:
+    return motion_module_tensors(TINY_SDXL_MOTION_DOWN, None, TINY_SDXL_MOTION_UP, pe_length=32, seed=SEED + 3,
+                                 dtype=torch.float16)
+
+
 def motion_module_tensors(down, mid, up, pe_length=32, seed=SEED + 1, dtype=torch.float32) -> dict:
     """A motion module in the original AnimateDiff key format for any layout (also used by tests)."""
     sys.path.insert(0, ROOT)
@@ -121,7 +170,7 @@ def motion_module_tensors(down, mid, up, pe_length=32, seed=SEED + 1, dtype=torc
 
 def _atomic_save(save_file, tensors, path, metadata):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".partial"
+    tmp = f"{path}.{os.getpid()}.partial"
     save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
 
@@ -136,20 +185,31 @@ def main():
     stamp = {"generator_version": GENERATOR_VERSION, "seed": SEED}
     ckpt = os.path.join(args.out, "checkpoints", "tiny_sd15.safetensors")
     mm = os.path.join(args.out, "animatediff_models", "tiny_mm_v2.safetensors")
-    try:
-        if json.load(open(stamp_path)) == stamp and os.path.exists(ckpt) and os.path.exists(mm):
-            print(f"tiny models up to date in {args.out}")
-            return
-    except (OSError, ValueError):
-        pass
+    sdxl = os.path.join(args.out, "checkpoints", "tiny_sdxl.safetensors")
+    mm_sdxl = os.path.join(args.out, "animatediff_models", "tiny_mm_sdxl.safetensors")
     from safetensors.torch import save_file
-    make_checkpoint(host, ckpt)
-    _atomic_save(save_file, motion_module_tensors(TINY_MOTION_DOWN, TINY_MOTION_MID, TINY_MOTION_UP), mm,
-                 {"generator": f"make_tiny_models v{GENERATOR_VERSION}"})
+    meta = {"generator": f"make_tiny_models v{GENERATOR_VERSION}"}
+    makers = {
+        ckpt: lambda p: make_checkpoint(host, p),
+        mm: lambda p: _atomic_save(save_file, motion_module_tensors(TINY_MOTION_DOWN, TINY_MOTION_MID,
+                                                                    TINY_MOTION_UP), p, meta),
+        sdxl: lambda p: make_sdxl_checkpoint(host, p),
+        mm_sdxl: lambda p: _atomic_save(save_file, sdxl_motion_module_tensors(), p, meta),
+    }
+    try:
+        current = json.load(open(stamp_path)) == stamp
+    except (OSError, ValueError):
+        current = False
+    todo = [p for p in makers if not (current and os.path.exists(p))]
+    if not todo:
+        print(f"tiny models up to date in {args.out}")
+        return
+    for path in todo:
+        makers[path](path)
     os.makedirs(os.path.join(args.out, "animatediff_motion_lora"), exist_ok=True)
     with open(stamp_path, "w") as f:
         json.dump(stamp, f)
-    print(f"wrote {ckpt} and {mm}")
+    print(f"wrote {', '.join(todo)}")
 
 
 if __name__ == "__main__":
