@@ -99,3 +99,9 @@ def test_window_progress_is_reported(host, sd15, motion, monkeypatch):
     animate(host, apply(host, sd15.model, motion), 12, steps=1,
             context_options=context(host, context_length=8, overlap=2))
     assert any(0 < v < 1 for v in values)  # fractions of the first step, one per window
+
+
+def test_few_frames_warn(host, sd15, motion, caplog):
+    with caplog.at_level("WARNING", logger="animatediff"):
+        animate(host, apply(host, sd15.model, motion), 4, steps=1)
+    assert "4 frames; AnimateDiff modules were trained on 16" in caplog.text
