@@ -27,6 +27,22 @@ _VPX_CPU_USED = dict(zip(PRESETS, (8, 7, 6, 5, 4, 3, 2, 1, 0)))
 _PRORES_PROFILE = {"yuv422p10le": "3", "yuv444p10le": "4", "yuva444p10le": "4"}  # HQ, 4444
 
 
+COLOUR_TAGS = (("color_range", colour.AVCOL_RANGE_MPEG), ("colorspace", colour.AVCOL_SPC_BT709),
+               ("color_primaries", colour.AVCOL_PRI_BT709), ("color_trc", colour.AVCOL_TRC_BT709))
+_warned = set()
+
+
+def _set(obj, name, value):
+    """Set a PyAV property that older PyAV releases lack (then the tag is missing, the pixels are right)."""
+    try:
+        setattr(obj, name, value)
+    except (AttributeError, TypeError, ValueError) as e:
+        key = (type(obj).__name__, name)
+        if key not in _warned:
+            _warned.add(key)
+            log.warning("this PyAV cannot set %s.%s (%s): upgrade av for complete colour tags", key[0], name, e)
+
+
 def frame_rate_fraction(frame_rate: float) -> Fraction:
     """An exact rational rate: 8 -> 8/1, 29.97 -> 2997/100, 23.976 -> 2997/125, 30000/1001 stays."""
     return Fraction(frame_rate).limit_denominator(1001 * 1000)
@@ -114,11 +130,10 @@ class AvWriter:
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, pix_fmt
         cc = stream.codec_context
         cc.time_base = 1 / self.rate
-        for name, value in (("color_range", colour.AVCOL_RANGE_MPEG), ("colorspace", colour.AVCOL_SPC_BT709),
-                            ("color_primaries", colour.AVCOL_PRI_BT709), ("color_trc", colour.AVCOL_TRC_BT709)):
-            setattr(cc, name, value)
+        for name, value in COLOUR_TAGS:
+            _set(cc, name, value)
         if spec.codec == "libx265" and spec.container == "mp4":
-            cc.codec_tag = "hvc1"  # what Apple players expect for HEVC in MP4
+            _set(cc, "codec_tag", "hvc1")  # what Apple players expect for HEVC in MP4
         if spec.codec in ("libvpx-vp9", "libaom-av1"):
             cc.bit_rate = 0  # constant quality
         self.user_options = parse_codec_options(codec_options)
@@ -220,10 +235,8 @@ class AvWriter:
         frame.pts = self.index
         frame.time_base = self.stream.codec_context.time_base
         # Some encoders (ProRes) write the frame's tags rather than the codec context's.
-        frame.color_range = colour.AVCOL_RANGE_MPEG
-        frame.colorspace = colour.AVCOL_SPC_BT709
-        frame.color_primaries = colour.AVCOL_PRI_BT709
-        frame.color_trc = colour.AVCOL_TRC_BT709
+        for name, value in COLOUR_TAGS:
+            _set(frame, name, value)
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.index += 1

@@ -70,10 +70,11 @@ function showPreview(node, item) {
     getMinHeight: height,
   });
   widget.serializeValue = () => undefined;
-  widget.computeSize = (width) => [width, height()];
   function fit() {
+    // Both frontends size DOM widgets from getMinHeight / getHeight; grow the node to fit the media.
     const size = node.computeSize?.();
     if (size && node.size[1] < size[1]) node.setSize([node.size[0], size[1]]);
+    else node.setSize?.([node.size[0], node.size[1]]);
     node.setDirtyCanvas?.(true, true);
     app.graph?.setDirtyCanvas?.(true, true);
   }
