@@ -2,12 +2,14 @@
 
 from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule
 from .video import VideoCombine
+from .video_in import LoadVideoFrames
 
 NODE_CLASS_MAPPINGS = {
     "LoadMotionModule": LoadMotionModule,
     "ApplyMotionModule": ApplyMotionModule,
     "LoadMotionLoRA": LoadMotionLoRA,
     "VideoCombine": VideoCombine,
+    "LoadVideoFrames": LoadVideoFrames,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -15,4 +17,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyMotionModule": "Apply Motion Module",
     "LoadMotionLoRA": "Load Motion LoRA",
     "VideoCombine": "Video Combine",
+    "LoadVideoFrames": "Load Video (frames)",
 }
