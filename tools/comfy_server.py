@@ -1,6 +1,7 @@
-"""Start a ComfyUI host headless on a free loopback port, submit prompts, follow progress, stop it.
+"""Start a ComfyUI host headless on a free loopback port, or talk to one already running (ComfyClient):
+upload input files, submit prompts, follow progress, fetch outputs, stop it.
 
-Used by the demo and by the end-to-end tests. Standard library plus aiohttp (which every ComfyUI
+Used by the demo, the headless runner (tools/run_workflow.py) and the end-to-end tests. Standard library plus aiohttp (which every ComfyUI
 install has) for the websocket.
 """
 
@@ -19,7 +20,7 @@ import urllib.request
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACK_NODES = ("LoadMotionModule", "ApplyMotionModule", "VideoCombine")
+PACK_NODES = ("LoadMotionModule", "ApplyMotionModule", "VideoCombine", "LoadVideoFrames")
 
 
 class PromptRejected(RuntimeError):
@@ -43,6 +44,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def host_has_flag(host_dir: str, flag: str) -> bool:
+    """Whether the host's command line knows ``flag`` (read from its comfy/cli_args.py)."""
+    try:
+        with open(os.path.join(host_dir, "comfy", "cli_args.py"), encoding="utf-8") as f:
+            return f'"{flag}"' in f.read()
+    except OSError:
+        return False
+
+
 def write_model_paths_yaml(path: str, models_dir: str):
     """An extra_model_paths.yaml naming our model folders by absolute path (both hosts accept that)."""
     lines = ["animatediff_tiny_models:"]
@@ -52,7 +62,121 @@ def write_model_paths_yaml(path: str, models_dir: str):
         f.write("\n".join(lines) + "\n")
 
 
-class ComfyServer:
+class ComfyClient:
+    """HTTP and websocket client of a running ComfyUI (either host), by its base URL."""
+
+    def __init__(self, url: str, client_id: str | None = None):
+        self._url = url.rstrip("/")
+        self.client_id = client_id or uuid.uuid4().hex
+        self.warnings: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def ws_url(self) -> str:
+        base = self.url
+        base = "wss://" + base[len("https://"):] if base.startswith("https://") else "ws://" + base.split("://", 1)[-1]
+        return f"{base}/ws?clientId={self.client_id}"
+
+    def get_json(self, route: str):
+        with urllib.request.urlopen(self.url + route, timeout=30) as r:
+            return json.loads(r.read())
+
+    def get_bytes(self, route: str) -> bytes:
+        with urllib.request.urlopen(self.url + route, timeout=60) as r:
+            return r.read()
+
+    def submit(self, prompt: dict, workflow: dict | None = None) -> str:
+        """Queue a prompt; returns its id. Raises PromptRejected with the server's validation report.
+        Outputs the server leaves out (current ComfyUI runs the valid ones) are kept in ``warnings``."""
+        body = {"prompt": prompt, "client_id": self.client_id}
+        if workflow is not None:
+            body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
+        request = urllib.request.Request(self.url + "/prompt", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                answer = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise PromptRejected(describe_rejection(e.read())) from None
+        self.warnings = describe_node_errors(answer.get("node_errors") or {})
+        return answer["prompt_id"]
+
+    def upload(self, path: str, name: str | None = None, subfolder: str = "", overwrite: bool = False) -> str:
+        """Put a file into the server's input folder through POST /upload/image (both hosts store any
+        file type there). Returns the name to use in the workflow, as the server reports it (it may
+        rename the file to avoid replacing another one; with a subfolder: "subfolder/name")."""
+        name = name or os.path.basename(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        boundary = uuid.uuid4().hex
+        fields = [("type", "input"), ("subfolder", subfolder)] + ([("overwrite", "true")] if overwrite else [])
+        body = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in fields)
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(self.url + "/upload/image", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as r:
+                answer = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"the server refused the upload of {path}: HTTP {e.code} "
+                               f"{e.read().decode(errors='replace')[:500]}") from None
+        return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
+
+    def run(self, prompt: dict, workflow: dict | None = None, on_progress=None, timeout: float = 600.0,
+            on_event=None) -> dict:
+        """Submit and wait; returns the history entry (with ``outputs``). Raises on failure.
+        ``on_progress(value, max, node)`` gets the sampler steps; ``on_event(type, data)`` every other
+        message of this prompt (executing, executed, execution_cached, ...)."""
+        return asyncio.run(self._run(prompt, workflow, on_progress, timeout, on_event))
+
+    async def _run(self, prompt, workflow, on_progress, timeout, on_event=None):
+        import aiohttp
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(self.ws_url) as ws:
+                prompt_id = self.submit(prompt, workflow)
+                deadline = time.time() + timeout
+                while True:
+                    remaining = deadline - time.time()
+                    if remaining <= 0:
+                        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
+                    msg = await ws.receive(timeout=remaining)
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                            raise ExecutionFailed("websocket closed before the prompt finished")
+                        continue
+                    event = json.loads(msg.data)
+                    data = event.get("data", {})
+                    if data.get("prompt_id") not in (None, prompt_id):
+                        continue
+                    if event["type"] == "progress" and on_progress:
+                        on_progress(data["value"], data["max"], data.get("node"))
+                    elif event["type"] == "execution_error":
+                        raise ExecutionFailed(f"{data.get('node_type')} (node {data.get('node_id')}) failed: "
+                                              f"{data.get('exception_type')}: {data.get('exception_message')}")
+                    elif event["type"] == "execution_interrupted":
+                        raise ExecutionFailed("execution was interrupted")
+                    elif event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                        break
+                    elif on_event and event["type"] != "progress" and data.get("prompt_id") == prompt_id:
+                        on_event(event["type"], data)
+        history = self.get_json(f"/history/{prompt_id}")[prompt_id]
+        return history
+
+    def fetch_output(self, item: dict) -> bytes:
+        query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""),
+                                        "type": item.get("type", "output")})
+        return self.get_bytes("/view?" + query)
+
+
+class ComfyServer(ComfyClient):
+    """A ComfyUI host started headless on a free loopback port (a ComfyClient once started)."""
+
     def __init__(self, workdir: str, host_dir: str | None = None, models_dir: str | None = None,
                  python: str = sys.executable, extra_args=()):
         self.host_dir = host_dir or default_host_dir()
@@ -66,7 +190,9 @@ class ComfyServer:
         self.extra_args = list(extra_args)
         self.port = None
         self.process = None
+        self.user_dir = None
         self.client_id = uuid.uuid4().hex
+        self.warnings = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 180.0):
@@ -78,7 +204,13 @@ class ComfyServer:
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--output-directory", self.output_dir, "--temp-directory", self.temp_dir,
                "--input-directory", self.input_dir, "--extra-model-paths-config", yaml_path,
-               "--preview-method", "none", *self.extra_args]
+               "--preview-method", "none"]
+        if host_has_flag(self.host_dir, "--user-directory"):
+            # Frontend settings and saved workflows of this run stay in the work folder, not in the host's.
+            self.user_dir = os.path.join(self.workdir, "user")
+            os.makedirs(self.user_dir, exist_ok=True)
+            cmd += ["--user-directory", self.user_dir]
+        cmd += self.extra_args
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(cmd, cwd=self.host_dir, stdout=self._log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -126,70 +258,9 @@ class ComfyServer:
         except OSError:
             return ""
 
-    # -- HTTP --------------------------------------------------------------------------------
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def get_json(self, route: str):
-        with urllib.request.urlopen(self.url + route, timeout=30) as r:
-            return json.loads(r.read())
-
-    def get_bytes(self, route: str) -> bytes:
-        with urllib.request.urlopen(self.url + route, timeout=60) as r:
-            return r.read()
-
-    def submit(self, prompt: dict, workflow: dict | None = None) -> str:
-        body = {"prompt": prompt, "client_id": self.client_id}
-        if workflow is not None:
-            body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
-        request = urllib.request.Request(self.url + "/prompt", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as r:
-                return json.loads(r.read())["prompt_id"]
-        except urllib.error.HTTPError as e:
-            raise PromptRejected(describe_rejection(e.read())) from None
-
-    def run(self, prompt: dict, workflow: dict | None = None, on_progress=None, timeout: float = 600.0) -> dict:
-        """Submit and wait; returns the history entry (with ``outputs``). Raises on failure."""
-        return asyncio.run(self._run(prompt, workflow, on_progress, timeout))
-
-    async def _run(self, prompt, workflow, on_progress, timeout):
-        import aiohttp
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"ws://127.0.0.1:{self.port}/ws?clientId={self.client_id}") as ws:
-                prompt_id = self.submit(prompt, workflow)
-                deadline = time.time() + timeout
-                while True:
-                    remaining = deadline - time.time()
-                    if remaining <= 0:
-                        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
-                    msg = await ws.receive(timeout=remaining)
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                            raise ExecutionFailed("websocket closed before the prompt finished")
-                        continue
-                    event = json.loads(msg.data)
-                    data = event.get("data", {})
-                    if data.get("prompt_id") not in (None, prompt_id):
-                        continue
-                    if event["type"] == "progress" and on_progress:
-                        on_progress(data["value"], data["max"], data.get("node"))
-                    elif event["type"] == "execution_error":
-                        raise ExecutionFailed(f"{data.get('node_type')} (node {data.get('node_id')}) failed: "
-                                              f"{data.get('exception_type')}: {data.get('exception_message')}")
-                    elif event["type"] == "execution_interrupted":
-                        raise ExecutionFailed("execution was interrupted")
-                    elif event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
-                        break
-        history = self.get_json(f"/history/{prompt_id}")[prompt_id]
-        return history
-
-    def fetch_output(self, item: dict) -> bytes:
-        query = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""),
-                                        "type": item.get("type", "output")})
-        return self.get_bytes("/view?" + query)
 
 
 def describe_rejection(body: bytes) -> str:
@@ -202,3 +273,8 @@ def describe_rejection(body: bytes) -> str:
         for err in info.get("errors", []):
             parts.append(f"node {node_id} ({info.get('class_type')}): {err.get('message')}: {err.get('details')}")
     return "\n".join(parts)
+
+
+def describe_node_errors(node_errors: dict) -> list[str]:
+    return [f"node {node_id} ({info.get('class_type')}): {err.get('message')}: {err.get('details')}"
+            for node_id, info in node_errors.items() for err in info.get("errors", [])]

@@ -1,0 +1,242 @@
+"""Every workflow file in workflows/, checked against the running host and run end to end.
+
+Generic over the folder: a workflow added later is covered without touching this file, as long as its
+model files have tiny stand-ins in TINY_FILES (the run says which is missing).
+
+* both formats are there: ``<name>.json`` (UI format) and ``<name>_api.json`` (API format), and the UI
+  file converts to exactly its API twin with the server's /object_info;
+* every node type, input name, link and widget value exists in the server's /object_info (model and
+  input file names excepted: the server has the tiny models, not the real ones);
+* the UI file is tidy (no two nodes overlap) and explains itself in a Note;
+* each workflow runs on the tiny models at a tiny size, and its outputs decode to the frames expected,
+  with the prompt and the workflow embedded where the format carries them.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tools import workflow as wf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKFLOWS = os.path.join(ROOT, "workflows")
+FILES = sorted(glob.glob(os.path.join(WORKFLOWS, "*.json")))
+NAMES = sorted({os.path.basename(p)[:-len(".json")].removesuffix("_api") for p in FILES})
+UI_FILES = [p for p in FILES if not p.endswith("_api.json")]
+TITLE_HEIGHT = 30  # LiteGraph draws the title bar above a node's pos
+
+# Tiny stand-ins for the files a workflow names: (class_type, input) first, then the input name alone.
+TINY_FILES = {
+    ("LoadMotionModule", "model_name"): "tiny_mm_v2.safetensors",
+    "ckpt_name": "tiny_sd15.safetensors",
+    "video": "@clip",  # a clip the test makes and uploads
+}
+TINY_SIZE = 64
+TINY_STEPS = 2
+TINY_VIDEO_FRAMES = 8
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and formats
+
+def test_there_are_workflows():
+    assert {"txt2vid", "vid2vid"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_both_formats_present(name):
+    ui_path = os.path.join(WORKFLOWS, f"{name}.json")
+    api_path = os.path.join(WORKFLOWS, f"{name}_api.json")
+    assert os.path.exists(ui_path), f"workflows/{name}_api.json has no UI-format twin workflows/{name}.json"
+    assert os.path.exists(api_path), f"workflows/{name}.json has no API-format twin workflows/{name}_api.json"
+    assert wf.is_ui_format(load(ui_path)) and not wf.is_api_format(load(ui_path))
+    assert wf.is_api_format(load(api_path))
+
+
+@pytest.mark.parametrize("path", FILES, ids=rel)
+def test_valid_against_host(server, path):
+    problems = wf.check(load(path), server.object_info)
+    assert not problems, f"{rel(path)}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_converts_to_its_api_twin(server, name):
+    ui_path, api_path = (os.path.join(WORKFLOWS, f"{name}{s}.json") for s in ("", "_api"))
+    if not (os.path.exists(ui_path) and os.path.exists(api_path)):
+        pytest.fail(f"{name}: one of the two formats is missing")
+    assert wf.ui_to_api(load(ui_path), server.object_info) == load(api_path)
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=rel)
+def test_ui_layout_is_tidy_and_explained(path):
+    data = load(path)
+    notes = [n for n in data["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    assert notes, f"{rel(path)} has no Note explaining the knobs that matter"
+    assert all(len(" ".join(map(str, n.get("widgets_values") or []))) > 80 for n in notes)
+    boxes = []
+    for n in data["nodes"]:
+        (x, y), (w, h) = n["pos"], n["size"]
+        assert x >= 0 and y >= TITLE_HEIGHT, f"node {n['id']} sits off the top-left of the canvas"
+        boxes.append((n["id"], x, y - TITLE_HEIGHT, x + w, y + h))
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            overlap = a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]
+            assert not overlap, f"{rel(path)}: nodes {a[0]} and {b[0]} overlap"
+    ids = [n["id"] for n in data["nodes"]]
+    assert len(ids) == len(set(ids)) and data["last_node_id"] >= max(ids)
+    assert data["last_link_id"] >= max((l[0] for l in data["links"]), default=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny runs
+
+def make_clip(path, frames=24, rate=12, size=(96, 72)):
+    """A short moving test clip (H.264)."""
+    import av
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            a = np.stack([(x * 255 // width + 8 * i) % 256, y * 255 // height,
+                          np.full_like(x, 40 + 6 * i)], -1).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def uploaded_clip(server, tmp_path_factory):
+    """A test clip in the server's input folder (made when a workflow first asks for one)."""
+    pytest.importorskip("av")
+    path = make_clip(tmp_path_factory.mktemp("clip") / "workflow_clip.mp4")
+    return server.upload(path, overwrite=True)
+
+
+def tiny_file(class_type, name, value, options, uploaded_clip_name):
+    stand_in = TINY_FILES.get((class_type, name), TINY_FILES.get(name))
+    if stand_in == "@clip":
+        return uploaded_clip_name()
+    if stand_in is None:
+        pytest.fail(f"{class_type}.{name} names the file '{value}', and TINY_FILES in tests/test_workflows.py has no "
+                    f"tiny stand-in for it (this server has: {options[:8]})")
+    return stand_in
+
+
+def tiny_prompt(prompt: dict, object_info: dict, uploaded_clip_name, tag: str) -> dict:
+    """The workflow at test size: tiny models, 64x64, 2 steps, 8 video frames, outputs under wftest/."""
+    out = json.loads(json.dumps(prompt))
+    for node in out.values():
+        info = object_info[node["class_type"]]
+        for name, value in list(node["inputs"].items()):
+            spec = wf.input_spec(info, name)
+            if spec is None or isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+                continue
+            kind, options = spec
+            if isinstance(kind, list) and value not in kind and wf.looks_like_file(value):
+                node["inputs"][name] = tiny_file(node["class_type"], name, value, kind, uploaded_clip_name)
+            elif kind == "INT" and name in ("width", "height", "custom_width", "custom_height") and value:
+                node["inputs"][name] = TINY_SIZE
+            elif kind == "INT" and name == "steps":
+                node["inputs"][name] = min(value, TINY_STEPS)
+            elif kind == "INT" and name == "frame_load_cap":
+                node["inputs"][name] = TINY_VIDEO_FRAMES
+            elif kind == "STRING" and name == "filename_prefix":
+                node["inputs"][name] = f"wftest/{tag}/" + value.replace("/", "_")
+        if node["class_type"] == "LoadVideoFrames":  # both sides given: the output is exactly tiny-sized
+            node["inputs"].update(custom_width=TINY_SIZE, custom_height=TINY_SIZE)
+    return out
+
+
+def upstream(prompt: dict, node_id: str):
+    """Node ids feeding ``node_id``, nearest first."""
+    seen, queue = [], [node_id]
+    while queue:
+        current = queue.pop(0)
+        for value in prompt[current]["inputs"].values():
+            if isinstance(value, list) and len(value) == 2 and value[0] in prompt and value[0] not in seen:
+                seen.append(value[0])
+                queue.append(value[0])
+    return seen
+
+
+def expected_frames(prompt: dict, node_id: str) -> int | None:
+    """Frames reaching an output node: the batch of its latent source or the cap of its video source."""
+    for source in upstream(prompt, node_id):
+        node = prompt[source]
+        if node["class_type"] in ("EmptyLatentImage", "EmptySD3LatentImage") and "batch_size" in node["inputs"]:
+            return node["inputs"]["batch_size"]
+        if node["class_type"] == "LoadVideoFrames":
+            return node["inputs"]["frame_load_cap"]
+    return None
+
+
+def decode_output(server, items, tmp_path):
+    """(frames (N, H, W, C), path of the first file) of one output node's files."""
+    from tests.test_video_support import decode_any
+    paths = []
+    for item in items:
+        path = tmp_path / item["filename"]
+        path.write_bytes(server.fetch_output(item))
+        paths.append(str(path))
+    frames = np.concatenate([decode_any(p) for p in paths])  # several files: an image sequence
+    return frames, paths[0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_end_to_end_on_tiny_models(server, name, request, tmp_path):
+    api_path = os.path.join(WORKFLOWS, f"{name}_api.json")
+    ui_path = os.path.join(WORKFLOWS, f"{name}.json")
+    ui = load(ui_path) if os.path.exists(ui_path) else None
+    prompt = load(api_path) if os.path.exists(api_path) else wf.ui_to_api(ui, server.object_info)
+    prompt = tiny_prompt(prompt, server.object_info, lambda: request.getfixturevalue("uploaded_clip"), name)
+    fresh = server.get_json("/object_info")  # lists the uploaded clip too
+    assert not wf.check_api(prompt, fresh, allow_absent_files=False)
+
+    history = server.run(prompt, ui, timeout=900)
+    assert history["status"]["status_str"] == "success"
+    outputs = history["outputs"]
+    output_nodes = [k for k, n in prompt.items() if server.object_info[n["class_type"]].get("output_node")]
+    assert output_nodes and set(output_nodes) <= set(outputs), \
+        f"{name}: output nodes that reported nothing: {set(output_nodes) - set(outputs)}"
+
+    from tests.test_video_support import embedded_metadata
+    for node_id in output_nodes:
+        ui_out = outputs[node_id]
+        items = [i for key in ("images", "animatediff_preview", "gifs", "videos") for i in ui_out.get(key, [])
+                 if isinstance(i, dict) and i.get("filename")]
+        assert items, f"node {node_id} reported no file"
+        frames, first = decode_output(server, items, tmp_path)
+        inputs = prompt[node_id]["inputs"]
+        want = expected_frames(prompt, node_id)
+        if want is not None and not inputs.get("loop_count"):
+            if inputs.get("pingpong"):
+                want = 2 * want - 2
+            assert frames.shape[0] == want, f"{name}: node {node_id} wrote {frames.shape[0]} frames, expected {want}"
+        assert frames.shape[1:3] == (TINY_SIZE, TINY_SIZE)
+        # an animation, not one picture repeated
+        assert np.abs(frames[1].astype(np.float32) - frames[0].astype(np.float32)).mean() > 0.1
+        metadata = embedded_metadata(first)
+        if "prompt" in metadata:
+            # the server adds bookkeeping keys (is_changed) beside class_type and inputs
+            assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in metadata["prompt"].items()} \
+                == prompt
+        if "workflow" in metadata and ui is not None:
+            assert metadata["workflow"] == ui
