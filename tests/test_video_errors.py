@@ -80,6 +80,18 @@ def test_not_an_image_batch(tmp_path):
         ImageFrames(np.zeros((0, 32, 32, 3), np.float32))
 
 
+def test_failed_encode_removes_the_folders_it_made(tmp_path):
+    (tmp_path / "out").mkdir()
+    path = str(tmp_path / "out" / "new" / "deeper" / "clip.webp")
+    with pytest.raises(EncodeError):
+        encode(ImageFrames(FRAMES), path, "image/webp", -1.0)
+    def fail(done, total):
+        raise RuntimeError("stop")
+    with pytest.raises(RuntimeError):
+        encode(ImageFrames(FRAMES), path, "image/webp", 8.0, progress=fail)
+    assert os.listdir(tmp_path / "out") == []
+
+
 @pytest.mark.parametrize("prefix,message", [
     ("../escape", "leads outside the output folder"),
     ("clips/../../escape", "leads outside the output folder"),

@@ -136,6 +136,11 @@ def atomic_output(path: str):
     """Yield a temporary path beside ``path`` (file or folder); move it into place only if the block
     succeeds. On failure nothing is left under either name."""
     folder = os.path.dirname(path)
+    created = []  # folders made for this file, removed again if it fails
+    probe = folder
+    while probe and not os.path.isdir(probe):
+        created.append(probe)
+        probe = os.path.dirname(probe)
     os.makedirs(folder, exist_ok=True)
     tmp = partial_name(path)
     _remove(tmp)
@@ -146,6 +151,11 @@ def atomic_output(path: str):
         os.replace(tmp, path)  # atomic; replaces an existing file of that name
     except BaseException:
         _remove(tmp)
+        for made in created:  # innermost first
+            try:
+                os.rmdir(made)
+            except OSError:
+                break
         raise
 
 
