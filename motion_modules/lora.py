@@ -16,8 +16,6 @@ import logging
 import os
 import re
 
-import torch
-
 from .checkpoint import CheckpointError, read_tensors
 from .formats import HOTSHOT_KEY, _misfiled_kind, canonical_key_map
 

@@ -71,8 +71,11 @@ class MotionModel:
                 delta = strength * (up.to(torch.float32) @ down.to(torch.float32))
                 deltas[target] = delta if target not in deltas else deltas[target] + delta
         for target, delta in deltas.items():
-            # Merged in fp32 from the weights as loaded, then cast once (spec §3.9).
-            state[target] = (original[target].to(torch.float32) + delta.to(original[target].device)).to(dtype)
+            # Merged in fp32 from the weights as loaded, then cast once (spec §3.9), on the device where
+            # the other weights of this dtype are.
+            device = state[target].device
+            merged = original[target].to(device=device, dtype=torch.float32) + delta.to(device)
+            state[target] = merged.to(dtype)
         modules = build_modules(self.format, state)
         cache[key] = modules
         while len(cache) > MAX_LORA_SETS:

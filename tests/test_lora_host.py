@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.helpers import domain_adapter_tensors, manifest_tensors, motion_lora_tensors
+from tests.helpers import SD15_CONFIG, domain_adapter_tensors, host_nodes, manifest_tensors, motion_lora_tensors
 from tools.make_tiny_models import TINY_MOTION_DOWN, TINY_MOTION_MID, TINY_MOTION_UP, TINY_UNET
 
 
@@ -118,7 +118,7 @@ def patched_weight(host, patcher, key):
 
 
 def test_domain_adapter_works_with_the_hosts_lora_loader(host, sd15, motion, adapter_file, caplog):
-    import nodes
+    nodes = host_nodes(host)
     tensors = torch.load(adapter_file)
     with caplog.at_level(logging.WARNING):
         model, _ = nodes.LoraLoader().load_lora(sd15.model, sd15.clip, "v3_sd15_adapter.ckpt", 1.0, 1.0)
@@ -144,7 +144,6 @@ def test_real_adapter_manifest_maps_onto_a_real_sd15_unet(host, spec_dir):
     import comfy.lora
     import comfy.model_base
     import comfy.supported_models
-    from tests.test_sdxl import SD15_CONFIG
     shapes = json.load(open(os.path.join(spec_dir, "manifests", "derived_v3_sd15_adapter_lora_rank128.json")))
     # Our generator follows the same naming: for the real SD1.5 config it writes exactly these keys.
     ours = domain_adapter_tensors(dict(SD15_CONFIG), rank=128)

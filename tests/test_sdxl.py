@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from motion_modules.formats import LAYOUT_DIFFUSERS, LAYOUT_HOTSHOT
-from tests.helpers import in_layout, manifest_tensors
+from tests.helpers import SD15_CONFIG, SDXL_CONFIG, host_nodes, in_layout, manifest_tensors
 from tools import make_tiny_models as tiny
 
 MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "models")
@@ -45,7 +45,7 @@ def sdxl_motion(host, sdxl_files):
 def ksample(host, model, frames=4, seed=3, steps=1, cfg=6.0):
     """The host's own KSampler node, with SDXL conditioning (context 2048 + pooled 1280; 8 tokens instead
     of CLIP's 77 keep the cross-attention cheap on a CPU)."""
-    import nodes
+    nodes = host_nodes(host)
     g = torch.Generator().manual_seed(7)
 
     def cond():
@@ -154,21 +154,6 @@ def test_sd15_module_on_tiny_sdxl_and_the_reverse(host, sdxl, sdxl_motion, sd15,
         host.host_module.apply_motion_model(sd15.model, sdxl_motion, 1.0, None)
 
 
-SD15_CONFIG = dict(
-    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-    channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
-    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1, context_dim=768,
-    num_heads=8, num_head_channels=-1, use_linear_in_transformer=False, use_spatial_transformer=True, legacy=False,
-    adm_in_channels=None, use_checkpoint=False, use_temporal_attention=False, use_temporal_resblock=False)
-SDXL_CONFIG = dict(
-    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2],
-    channel_mult=[1, 2, 4], transformer_depth=[0, 0, 2, 2, 10, 10],
-    transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], transformer_depth_middle=10, context_dim=2048,
-    num_heads=-1, num_head_channels=64, use_linear_in_transformer=True, use_spatial_transformer=True, legacy=False,
-    adm_in_channels=2816, num_classes="sequential", use_checkpoint=False, use_temporal_attention=False,
-    use_temporal_resblock=False)
-
-
 def real_size_model(host, family):
     """A full-size SD1.5 or SDXL model on the meta device (no memory), wrapped as the host wraps models."""
     import comfy.model_base
@@ -201,3 +186,16 @@ def test_real_sd15_and_sdxl_mismatch_messages(host, spec_dir, manifest, module_f
     fits = host.host_module.apply_motion_model(real_size_model(host, module_family), motion, 1.0, None)
     assert sum("motion" in getattr(v, "_modules", {}) for v in fits.object_patches.values()) == \
         motion.format.module_count
+
+
+@pytest.mark.parametrize("family", ["SD1.5", "SDXL"])
+def test_full_size_configs_are_what_the_host_detects(host, family):
+    """The meta-device models above are the real architectures: the host's own detection, run on
+    their keys and shapes, names the family's model class."""
+    import comfy.model_detection
+    import comfy.supported_models
+    unet = real_size_model(host, family).model.diffusion_model
+    state = {"model.diffusion_model." + k: v for k, v in unet.state_dict().items()}
+    detected = comfy.model_detection.model_config_from_unet_config(
+        comfy.model_detection.detect_unet_config(state, "model.diffusion_model."))
+    assert type(detected) is {"SD1.5": comfy.supported_models.SD15, "SDXL": comfy.supported_models.SDXL}[family]
