@@ -115,3 +115,13 @@ def test_conversion_round_trip_has_no_bias(pix_fmt):
     back = ycbcr_to_rgb(prepare(rgb, pix_fmt), pix_fmt)[:64, :64] * 255.0
     signed = (back - rgb).reshape(-1, 3).mean(axis=0)
     assert np.all(np.abs(signed) < 0.5)
+
+
+def test_gif_of_large_frames_keeps_its_colours(tmp_path):
+    """Frames above 128x128 get their palette from a box-filtered copy; the dithered result must not drift."""
+    frames = make_pattern(2, 256, 320)
+    path = str(tmp_path / "big.gif")
+    encode(ImageFrames(frames), path, "image/gif", 8.0)
+    diff = decode_any(path)[..., :3].astype(np.float64) - np.rint(frames * 255)
+    assert np.all(np.abs(diff.reshape(-1, 3).mean(axis=0)) < 0.5)
+    assert np.abs(diff).mean() < 6.0

@@ -195,20 +195,38 @@ class GifWriter(_FileWriter):
         if comment:
             self.f.write(b"\x21\xFE" + _sub_blocks(comment))
 
+    PALETTE_SAMPLE = 128 * 128  # pixels the palette is chosen from (a box-filtered copy of larger frames)
+
+    def _palette(self, image: Image.Image, colours: int) -> Image.Image:
+        """Median-cut palette of ``colours`` entries; the unused entries repeat the first colour."""
+        w, h = image.size
+        small = image
+        if w * h > self.PALETTE_SAMPLE:
+            f = math.sqrt(w * h / self.PALETTE_SAMPLE)
+            small = image.resize((max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BOX)
+        chosen = small.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        used = len(chosen.getcolors(256) or []) or colours
+        entries = (chosen.getpalette() or [0, 0, 0])[:3 * used]
+        entries += entries[:3] * (256 - len(entries) // 3)
+        palette = Image.new("P", (1, 1))
+        palette.putpalette(entries[:768])
+        return palette
+
     def add(self, rgb: np.ndarray):
         alpha = rgb[..., 3] if rgb.shape[-1] == 4 else None
         colours = 255 if alpha is not None else 256
         image = Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB")
-        indexed = image.quantize(colors=colours, method=Image.Quantize.MEDIANCUT,
-                                 dither=Image.Dither.FLOYDSTEINBERG)
+        palette = self._palette(image, colours)
+        # Floyd-Steinberg dithering onto the frame's palette: no banding on gradients, no colour drift.
+        indexed = image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
         extra = {}
         if alpha is not None:
             idx = np.array(indexed)
+            idx[idx == self.TRANSPARENT] = 0  # entry 255 only repeats entry 0 here
             idx[alpha < 128] = self.TRANSPARENT
-            palette = (indexed.getpalette() or [])[:3 * 255]
-            palette += [0] * (768 - len(palette))
+            entries = palette.getpalette()[:3 * 255] + [0, 0, 0]
             indexed = Image.fromarray(idx, "P")
-            indexed.putpalette(palette)
+            indexed.putpalette(entries)
             extra["transparency"] = self.TRANSPARENT
         buf = io.BytesIO()
         indexed.save(buf, format="GIF", optimize=False, interlace=False, **extra)
