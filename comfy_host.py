@@ -327,6 +327,12 @@ def encode_progress(total: int):
     return report
 
 
+def metadata_enabled() -> bool:
+    """False when ComfyUI runs with --disable-metadata (then savers embed no prompt or workflow)."""
+    from comfy.cli_args import args
+    return not getattr(args, "disable_metadata", False)
+
+
 def latent_decoder(vae):
     """latent batch -> IMAGE batch (frames, height, width, 3), through the host's VAE."""
     def decode(samples):
@@ -336,22 +342,3 @@ def latent_decoder(vae):
             images = images.reshape((-1,) + tuple(images.shape[-3:]))
         return images
     return decode
-
-
-# ----------------------------------------------------------------------------------------------
-# Input files
-
-def input_directory() -> str:
-    """The host's input folder (uploads land here)."""
-    return folder_paths.get_input_directory()
-
-
-def input_file_path(name: str) -> str:
-    """Absolute path of ``name`` in the input folder ("clip.mp4", "sub/clip.mp4", or annotated as the
-    host's own loaders accept: "clip.mp4 [output]"). A name that leads outside its folder is refused."""
-    path, base = folder_paths.annotated_filepath(name)
-    base = base or folder_paths.get_input_directory()
-    full = os.path.abspath(os.path.join(base, path))
-    if os.path.commonpath((os.path.abspath(base), full)) != os.path.abspath(base):
-        raise ValueError(f"'{name}' leads outside the folder it names ({base})")
-    return full

@@ -86,7 +86,8 @@ class VideoCombine:
         base, kind = comfy_host.output_directory(save_output)
         temp, _ = comfy_host.output_directory(False)
         result = save(source, base, filename_prefix, format, frame_rate, loop_count, pingpong,
-                      metadata=build_metadata(prompt, extra_pnginfo), options=options, audio=audio,
+                      metadata=build_metadata(prompt, extra_pnginfo) if comfy_host.metadata_enabled() else None,
+                      options=options, audio=audio,
                       progress=comfy_host.encode_progress(source.count), preview_dir=temp)
         passthrough = images if images is not None else source.first()
         return {"ui": ui_for(result, base, kind, temp), "result": (passthrough, result.path)}

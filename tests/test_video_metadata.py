@@ -109,3 +109,12 @@ def test_metadata_is_built_like_comfyui_savers():
 
 def test_reader_ignores_other_quicktime_keys():
     assert isobmff_metadata(b"\0\0\0\x08free") == {}
+
+
+def test_metadata_none_writes_neither_tags_nor_sidecar(tmp_path):
+    """What the node passes when ComfyUI runs with --disable-metadata."""
+    for name in [n for n in ("image/webp", "image/apng", "video/h264-mp4") if n in FORMATS]:
+        result = write(tmp_path / name.replace("/", "_"), name, metadata=None, frames=make_pattern(2, 16, 16))
+        assert result.sidecar is None
+        assert embedded_metadata(result.path) == {}
+        assert sorted(os.listdir(tmp_path / name.replace("/", "_"))) == [os.path.basename(result.path)]

@@ -26,7 +26,7 @@ DEFAULTS = {"crf": 19, "preset": "medium", "pix_fmt": "auto", "quality": 90, "lo
 @dataclass
 class SaveResult:
     path: str                 # the file (or folder, for a PNG sequence)
-    sidecar: str              # the .json beside it
+    sidecar: str | None       # the .json beside it (None when metadata is off)
     spec: fmt.FormatSpec
     frames: int               # frames written
     preview: str | None = None  # an animated WebP preview for formats browsers cannot play
@@ -197,7 +197,8 @@ def encode(source, path: str, format_name: str, frame_rate: float, loop_count: i
            preview_path: str | None = None) -> SaveResult:
     """Write ``source`` (``frames.ImageFrames`` / ``frames.LatentFrames``) to ``path``.
 
-    ``progress(done, total)`` is called after each frame; whatever it raises (an interruption) stops
+    ``metadata`` (prompt, workflow, ...) is embedded and written to a ``.json`` sidecar; ``None`` writes
+    neither. ``progress(done, total)`` is called after each frame; whatever it raises (an interruption) stops
     the encode and propagates unchanged. Any failure of the encode itself raises ``EncodeError`` naming
     the file. Either way nothing is left under ``path``."""
     spec = get_spec(format_name)
@@ -260,12 +261,14 @@ def encode(source, path: str, format_name: str, frame_rate: float, loop_count: i
     files = []
     if spec.is_sequence:
         files = [os.path.join(path, PngSequenceWriter.frame_name(i)) for i in range(len(order))]
-    sidecar = (path if spec.is_sequence else os.path.splitext(path)[0]) + ".json"
-    try:
-        write_sidecar(sidecar, metadata)
-    except OSError as e:
-        _remove(path)
-        raise EncodeError(f"could not write {sidecar}: {_describe(e)}") from e
+    sidecar = None
+    if metadata is not None:  # None: no metadata wanted at all (ComfyUI's --disable-metadata)
+        sidecar = (path if spec.is_sequence else os.path.splitext(path)[0]) + ".json"
+        try:
+            write_sidecar(sidecar, metadata)
+        except OSError as e:
+            _remove(path)
+            raise EncodeError(f"could not write {sidecar}: {_describe(e)}") from e
     return SaveResult(path, sidecar, spec, len(order), preview_path, files)
 
 
