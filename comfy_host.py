@@ -23,7 +23,9 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, TimestepEmb
 
 from .motion_modules import BetaSchedule, MotionModel
 from .motion_modules.formats import SD15_DOWN, SD15_UP, SDXL_DOWN, SDXL_UP
+from .motion_modules.temporal import FrameLimitError
 from .motion_modules.unet_layers import CrossFrameGroupNorm, FrameState, TemporalLayer
+from .samplers import ContextOptions, run_in_windows, slice_batch
 
 log = logging.getLogger("animatediff")
 
@@ -31,6 +33,8 @@ MOTION_MODELS = "animatediff_models"
 MOTION_LORAS = "animatediff_motion_lora"
 PATCH_KEY = "animatediff"
 MOTION_CHILD = "motion"  # name of the inserted child; original children keep their names "0", "1", …
+CONTEXT_KEY = "animatediff_context"     # transformer_options entry: ContextOptions for this model
+PROGRESS_KEY = "animatediff_progress"   # transformer_options entry: AnimateSampler's step/window counter
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,7 +238,7 @@ def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: 
     if cross_frame_unet_norm and scale != 0:
         for key, norm in _resnet_group_norms(model):
             patched.add_object_patch(key, CrossFrameGroupNorm(norm, state))
-    _install_frame_counter(patched, state)
+    _install_motion_wrapper(patched, state, motion.format.pe_length)
     if beta_schedule is not None:
         _set_beta_schedule(patched, beta_schedule)
     # The host sizes its memory estimate once, from the bare UNet; count the inserted weights too.
@@ -242,40 +246,115 @@ def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: 
     return patched
 
 
-def _install_frame_counter(patched, state: FrameState):
-    """Tell the temporal layers, before each UNet call, how many cond/uncond clips the batch holds."""
+def _install_motion_wrapper(patched, state: FrameState, limit: int):
+    """Wrap every UNet call: tell the temporal layers how many cond/uncond clips the batch holds, and
+    split the call into context windows when context options are attached to the model."""
     if hasattr(patched, "add_wrapper_with_key"):  # ComfyUI with wrappers (2024-11 and later)
         import comfy.patcher_extension
 
-        def apply_model_wrapper(executor, *args, **kwargs):
-            options = kwargs.get("transformer_options")
-            if options is None and len(args) >= 6:
-                options = args[5]
-            chunks = len((options or {}).get("cond_or_uncond") or [0])
-            with state.model_call(chunks):
-                return executor(*args, **kwargs)
+        def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None,
+                                transformer_options={}, **kwargs):
+            def call(x_w, index):
+                sl = lambda v: slice_batch(v, index, x.shape[0])  # noqa: E731
+                return executor(x_w, sl(t), sl(c_concat), sl(c_crossattn), control, transformer_options,
+                                **{k: sl(v) for k, v in kwargs.items()})
+            return _run_unet_call(state, limit, x, t, transformer_options, call)
 
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, PATCH_KEY, apply_model_wrapper)
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, PATCH_KEY,
+                                     _estimate_memory_per_window)
     else:
         patched.set_model_unet_function_wrapper(
-            _FrameCountingWrapper(state, patched.model_options.get("model_function_wrapper")))
+            _MotionWrapper(state, limit, patched.model_options.get("model_function_wrapper")))
 
 
-class _FrameCountingWrapper:
+def _run_unet_call(state: FrameState, limit: int, x, sigma, transformer_options, call):
+    """One UNet call, either whole or as context windows; ``call(x_part, batch_index)`` runs the host."""
+    options = transformer_options or {}
+    chunks = len(options.get("cond_or_uncond") or [0])
+    frames = state.frames_for(x.shape[0], chunks)
+    context = options.get(CONTEXT_KEY)
+    if context is None or frames <= context.context_length:
+        if frames > limit:
+            raise FrameLimitError(frames, limit)
+        with state.model_call(chunks):
+            return call(x, None)
+
+    def window_call(x_window, index):
+        with state.model_call(chunks):
+            return call(x_window, index)
+
+    progress = options.get(PROGRESS_KEY)
+    return run_in_windows(window_call, x, chunks, context, _step_index(options, sigma),
+                          on_window=progress.window if progress is not None else None)
+
+
+def _step_index(transformer_options, sigma) -> int:
+    """Which sampling step this call belongs to, for schedules whose windows move every step."""
+    counter = transformer_options.get(PROGRESS_KEY)
+    if counter is not None:
+        return counter.step
+    sample_sigmas = transformer_options.get("sample_sigmas")
+    current = float(sigma.reshape(-1)[0]) if hasattr(sigma, "reshape") else float(sigma)
+    if sample_sigmas is not None:
+        return int((sample_sigmas.to("cpu").float() - current).abs().argmin())
+    return int(round(current * 1000))  # no schedule known (2024 host): any per-step integer will do
+
+
+def _estimate_memory_per_window(executor, model, noise_shape, *args, **kwargs):
+    """Memory estimates for one window of frames, not the whole batch (current ComfyUI only)."""
+    context = model.model_options.get("transformer_options", {}).get(CONTEXT_KEY)
+    if context is not None and noise_shape[0] > context.context_length:
+        noise_shape = [context.context_length] + list(noise_shape[1:])
+    return executor(model, noise_shape, *args, **kwargs)
+
+
+class _MotionWrapper:
     """model_function_wrapper for hosts without wrappers; calls any wrapper that was there before."""
 
-    def __init__(self, state: FrameState, inner):
+    def __init__(self, state: FrameState, limit: int, inner):
         self.state = state
+        self.limit = limit
         self.inner = inner
 
     def __call__(self, apply_model, args):
-        with self.state.model_call(len(args["cond_or_uncond"])):
+        x, c = args["input"], args["c"]
+
+        def call(x_w, index):
+            part = dict(args, input=x_w, timestep=slice_batch(args["timestep"], index, x.shape[0]),
+                        c={k: slice_batch(v, index, x.shape[0]) for k, v in c.items()}) if index is not None else args
             if self.inner is not None:
-                return self.inner(apply_model, args)
-            return apply_model(args["input"], args["timestep"], **args["c"])
+                return self.inner(apply_model, part)
+            return apply_model(part["input"], part["timestep"], **part["c"])
+
+        options = dict(c.get("transformer_options", {}), cond_or_uncond=args["cond_or_uncond"])
+        return _run_unet_call(self.state, self.limit, x, args["timestep"], options, call)
 
     def __deepcopy__(self, memo):
         return self
+
+
+def set_context_options(model, context: ContextOptions | None):
+    """A clone of ``model`` whose animation runs in context windows (or in one piece for None)."""
+    limit = motion_frame_limit(model)
+    if context is not None and limit is not None and context.context_length > limit:
+        raise ValueError(f"context_length {context.context_length} is over the motion module's limit of {limit} "
+                         f"frames; use at most {limit}")
+    patched = model.clone()
+    options = patched.model_options.setdefault("transformer_options", {})
+    if context is None:
+        options.pop(CONTEXT_KEY, None)
+    else:
+        options[CONTEXT_KEY] = context
+    return patched
+
+
+def motion_frame_limit(model) -> int | None:
+    """The frame limit of the motion module applied to ``model``, or None if there is none."""
+    for value in model.object_patches.values():
+        if isinstance(value, TimestepEmbedSequential) and MOTION_CHILD in value._modules:
+            return value._modules[MOTION_CHILD].motion.temporal_transformer.pe_length
+    return None
 
 
 def current_model_sampling(model):
@@ -311,6 +390,110 @@ def _lcm_model_sampling_class():
     class ModelSamplingAdvanced(distilled, lcm):
         pass
     return ModelSamplingAdvanced
+
+
+# ----------------------------------------------------------------------------------------------
+# AnimateSampler
+
+SWEET_SPOT_FRAMES = 16  # AnimateDiff modules were trained on 16-frame clips
+
+
+class _SamplingProgress:
+    """Shared with the UNet wrapper during an AnimateSampler run: the current step (for schedules
+    whose windows move each step) and a progress bar over iterations, steps and windows."""
+
+    def __init__(self, steps: int, iterations: int):
+        self.bar = progress_bar(steps * iterations)
+        self.steps = steps
+        self.iteration = 0
+        self.step = 0
+
+    def start_iteration(self, iteration: int):
+        self.iteration, self.step = iteration, 0
+
+    def window(self, done: int, total: int):
+        self.bar.update_absolute(self.iteration * self.steps + self.step + done / total)
+
+    def step_done(self, step, *_):
+        self.step = step + 1
+        self.bar.update_absolute(self.iteration * self.steps + self.step)
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def sampling_sigmas(model, sampler_name: str, scheduler: str, steps: int, denoise: float):
+    """The sigmas the host's KSampler would use for these settings, on this model's schedule."""
+    import types
+    import comfy.samplers
+    if hasattr(model, "get_model_object"):
+        host_model = model
+    else:  # the 2024 KSampler reads model.model_sampling off whatever it is given
+        host_model = types.SimpleNamespace(model_sampling=current_model_sampling(model))
+    return comfy.samplers.KSampler(host_model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
+                                   denoise=denoise, model_options=model.model_options).sigmas
+
+
+def animate_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise,
+                   context: ContextOptions | None, noise_type: str, seed_mode: str, freeinit=None):
+    """AnimateSampler: the host's sampler with animation noise, context windows and FreeInit."""
+    import comfy.sample
+    from .samplers import initial_noise, low_pass_mask, reinitialised_noise
+    if context is not None:
+        model = set_context_options(model, context)
+    context = model.model_options.get("transformer_options", {}).get(CONTEXT_KEY)
+    samples = latent["samples"]
+    if hasattr(comfy.sample, "fix_empty_latent_channels"):
+        samples = comfy.sample.fix_empty_latent_channels(model, samples)
+    frames = samples.shape[0]
+    limit = motion_frame_limit(model)
+    if limit is None:
+        log.warning("AnimateSampler: the MODEL has no motion module applied; frames are sampled as separate images")
+    elif context is None and frames > limit:
+        raise FrameLimitError(frames, limit)
+    elif frames < SWEET_SPOT_FRAMES:
+        log.warning("AnimateSampler: %d frames; AnimateDiff modules were trained on %d and move little with fewer",
+                    frames, SWEET_SPOT_FRAMES)
+    length, overlap = (context.context_length, context.overlap) if context else (SWEET_SPOT_FRAMES, 4)
+    noise = initial_noise(samples.shape, seed, noise_type, seed_mode, length, overlap)
+    sigmas = sampling_sigmas(model, sampler_name, scheduler, steps, denoise)
+    iterations = freeinit[0] if freeinit else 1
+    progress = _SamplingProgress(len(sigmas) - 1, iterations)
+    model = model.clone()
+    model.model_options.setdefault("transformer_options", {})[PROGRESS_KEY] = progress
+    first_noise = noise
+    for iteration in range(iterations):
+        progress.start_iteration(iteration)
+        out = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, samples,
+                                  denoise=denoise, noise_mask=latent.get("noise_mask"), sigmas=sigmas,
+                                  callback=progress.step_done, disable_pbar=True, seed=seed)
+        if iteration + 1 < iterations:
+            _, kind, spatial, temporal = freeinit
+            mask = low_pass_mask(frames, samples.shape[-2], samples.shape[-1], kind, spatial, temporal)
+            fresh = initial_noise(samples.shape, seed + iteration + 1, "default", seed_mode)
+            to_model = model.model.process_latent_in
+            noise = reinitialised_noise(to_model(out.float()), to_model(samples.float()), first_noise, fresh,
+                                        float(sigmas[0]), mask)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Input files
+
+def input_directory() -> str:
+    """The host's input folder (uploads land here)."""
+    return folder_paths.get_input_directory()
+
+
+def input_file_path(name: str) -> str:
+    """Absolute path of ``name`` in the input folder ("clip.mp4", "sub/clip.mp4", or annotated as the
+    host's own loaders accept: "clip.mp4 [output]"). A name that leads outside its folder is refused."""
+    path, base = folder_paths.annotated_filepath(name)
+    base = base or folder_paths.get_input_directory()
+    full = os.path.abspath(os.path.join(base, path))
+    if os.path.commonpath((os.path.abspath(base), full)) != os.path.abspath(base):
+        raise ValueError(f"'{name}' leads outside the folder it names ({base})")
+    return full
 
 
 # ----------------------------------------------------------------------------------------------

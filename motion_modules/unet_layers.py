@@ -34,6 +34,11 @@ class FrameState:
         finally:
             self.chunks = previous
 
+    def frames_for(self, batch: int, chunks: int) -> int:
+        if batch % chunks:
+            raise FrameContextError(f"batch of {batch} latents cannot be split into {chunks} equal clips")
+        return batch // chunks
+
     def frames(self, batch: int) -> int:
         if self.chunks is None:
             raise FrameContextError(

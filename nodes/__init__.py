@@ -1,6 +1,7 @@
 """Node declarations. Each node is a thin layer over the pure packages and comfy_host."""
 
 from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule
+from .sampling import AnimateSampler, ContextScheduler
 from .video import VideoCombine
 from .video_in import LoadVideoFrames
 
@@ -8,6 +9,8 @@ NODE_CLASS_MAPPINGS = {
     "LoadMotionModule": LoadMotionModule,
     "ApplyMotionModule": ApplyMotionModule,
     "LoadMotionLoRA": LoadMotionLoRA,
+    "ContextScheduler": ContextScheduler,
+    "AnimateSampler": AnimateSampler,
     "VideoCombine": VideoCombine,
     "LoadVideoFrames": LoadVideoFrames,
 }
@@ -16,6 +19,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LoadMotionModule": "Load Motion Module",
     "ApplyMotionModule": "Apply Motion Module",
     "LoadMotionLoRA": "Load Motion LoRA",
+    "ContextScheduler": "Context Scheduler",
+    "AnimateSampler": "Animate Sampler",
     "VideoCombine": "Video Combine",
     "LoadVideoFrames": "Load Video (frames)",
 }

@@ -12,13 +12,11 @@ skipped only when no host is present at all.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import types
 
 import pytest
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = os.path.join(os.path.dirname(ROOT), "shared", "spec")
@@ -59,42 +57,16 @@ def host(tiny_models):
     path = host_dir()
     if path is None:
         pytest.skip("no ComfyUI host (run scripts/setup.sh or set COMFYUI_DIR)")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    import comfy.options
-    if hasattr(comfy.options, "enable_args_parsing"):
-        comfy.options.enable_args_parsing(False)
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True  # must precede comfy.model_management
-    import folder_paths
-    # Declared before the pack loads, as a user's extra_model_paths.yaml would.
-    folder_paths.add_model_folder_path("checkpoints", os.path.join(MODELS, "checkpoints"))
-    folder_paths.add_model_folder_path("animatediff_models", os.path.join(MODELS, "animatediff_models"))
-    import comfy.model_management
-    import comfy.sample
-    import comfy.sd
-    import comfy.samplers
-    import comfy.utils
-    name = "comfyui_animatediff_under_test"
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "__init__.py"),
-                                                  submodule_search_locations=[ROOT])
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules[name] = pack
-    spec.loader.exec_module(pack)
-    import comfy.model_sampling
-    return types.SimpleNamespace(dir=path, pack=pack, comfy=comfy, folder_paths=folder_paths,
-                                 host_module=sys.modules[name + ".comfy_host"],
-                                 motion_modules=sys.modules[name + ".motion_modules"])
+    from tools.inprocess_host import load_host
+    return load_host(path, {"checkpoints": os.path.join(MODELS, "checkpoints"),
+                            "animatediff_models": os.path.join(MODELS, "animatediff_models")})
 
 
 @pytest.fixture(scope="session")
 def sd15(host, tiny_models):
     """(model patcher, clip, vae) of the tiny SD1.5 checkpoint, loaded by the host."""
-    with torch.inference_mode():
-        out = host.comfy.sd.load_checkpoint_guess_config(
-            tiny_models.checkpoint, output_vae=True, output_clip=True,
-            embedding_directory=host.folder_paths.get_folder_paths("embeddings"))
-    return types.SimpleNamespace(model=out[0], clip=out[1], vae=out[2])
+    from tools.inprocess_host import load_checkpoint
+    return load_checkpoint(host, tiny_models.checkpoint)
 
 
 @pytest.fixture(scope="session")
