@@ -19,6 +19,7 @@ FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_MUTED, MODE_BYPASSED = 2, 4
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
 FILE_NAME = re.compile(r"\.[A-Za-z0-9]{2,12}$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class WorkflowError(ValueError):
@@ -212,10 +213,14 @@ def parse_value(text: str, kind):
         try:
             return int(text)
         except ValueError:
+            pass
+        try:
             value = float(text)
-            if not value.is_integer():
-                raise WorkflowError(f"'{text}' is not a whole number") from None
-            return int(value)
+        except ValueError:
+            value = math.nan
+        if not value.is_integer():
+            raise WorkflowError(f"'{text}' is not a whole number")
+        return int(value)
     if kind == "FLOAT":
         try:
             return float(text)
@@ -237,12 +242,15 @@ def parse_value(text: str, kind):
 
 
 def parse_assignment(text: str) -> tuple[str, str, str]:
-    """"node.input=value" -> (node, input, value). The node part may contain dots (a title)."""
-    key, sep, value = text.partition("=")
-    node, dot, name = key.rpartition(".")
-    if not sep or not dot or not node or not name:
-        raise WorkflowError(f"'{text}' is not of the form node.input=value (node: id, title or type)")
-    return node.strip(), name.strip(), value
+    """"node.input=value" -> (node, input, value). The node part may hold dots and '=' (a title); the
+    first '=' that follows "<node>.<input name>" splits, so values may hold '=' too."""
+    for position, char in enumerate(text):
+        if char != "=":
+            continue
+        node, dot, name = text[:position].rpartition(".")
+        if dot and node.strip() and IDENTIFIER.match(name.strip()):
+            return node.strip(), name.strip(), text[position + 1:]
+    raise WorkflowError(f"'{text}' is not of the form node.input=value (node: id, title or type)")
 
 
 def set_input(prompt: dict, object_info: dict, node_ref: str, name: str, raw, node_titles=None,
