@@ -29,6 +29,20 @@ if [ "$(cat "$VENV/.deps-stamp" 2>/dev/null)" != "$req_stamp" ]; then
   echo "$req_stamp" > "$VENV/.deps-stamp"
 fi
 
+# 1b. Chromium for the browser tests (tests/test_browser*.py), driven by playwright from
+# requirements-dev.txt. Debian's package, as root and only when missing; playwright's own browser
+# download is not used. Without it the browser tests skip and say why.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's chromium for the browser tests"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      say "could not install chromium: the browser tests will be skipped"
+    fi
+  else
+    say "no /usr/bin/chromium (apt-get install chromium, as root): the browser tests will be skipped"
+  fi
+fi
+
 # 2. The host.
 if [ -n "${COMFYUI_DIR:-}" ]; then
   HOST="$(cd "$COMFYUI_DIR" && pwd)"
