@@ -199,3 +199,13 @@ def test_formats_browsers_cannot_play_get_an_animated_webp_preview(tmp_path):
     assert playable.preview is None
     ui = ui_for(playable, str(out), "output", str(temp))
     assert ui["animatediff_preview"][0]["media"] == "video" and ui["animatediff_preview"][0]["mime"] == "video/mp4"
+
+
+@needs_av
+@pytest.mark.parametrize("format_name", VIDEO_FORMATS)
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_very_short_clips(tmp_path, format_name, count):
+    """One or two frames: encoders with B-frames (x265) must still give the muxer valid timestamps."""
+    result = write(tmp_path, format_name, make_pattern(count, 32, 32))
+    frames, _, _ = decode_av(result.path)
+    assert len(frames) == count

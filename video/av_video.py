@@ -66,7 +66,8 @@ def parse_codec_options(text) -> dict[str, str]:
     return options
 
 
-def encoder_options(spec: FormatSpec, crf: int | None, preset: str | None, pix_fmt: str) -> dict[str, str]:
+def encoder_options(spec: FormatSpec, crf: int | None, preset: str | None, pix_fmt: str,
+                    frames: int = 0) -> dict[str, str]:
     codec = spec.codec
     opts: dict[str, str] = {}
     preset = preset or "medium"
@@ -75,7 +76,9 @@ def encoder_options(spec: FormatSpec, crf: int | None, preset: str | None, pix_f
         if crf is not None:
             opts["crf"] = str(crf)
         if codec == "libx265":
-            opts["x265-params"] = "log-level=error"
+            # x265 gives a one- or two-frame clip timestamps the MP4 muxer refuses ("pts/dts pair
+            # unsupported") unless B-frames are off.
+            opts["x265-params"] = "log-level=error" + (":bframes=0" if 0 < frames < 3 else "")
     elif codec == "libvpx-vp9":
         opts.update({"crf": str(crf if crf is not None else 31), "b": "0", "row-mt": "1",
                      "deadline": "realtime" if preset in PRESETS[:3] else "good",
@@ -137,7 +140,7 @@ class AvWriter:
         if spec.codec in ("libvpx-vp9", "libaom-av1"):
             cc.bit_rate = 0  # constant quality
         self.user_options = parse_codec_options(codec_options)
-        options = encoder_options(spec, crf, preset, pix_fmt)
+        options = encoder_options(spec, crf, preset, pix_fmt, info.total)
         # The chroma siting colour.py filters for, written into the stream (H.264 VUI, HEVC VUI, AV1
         # sequence header, Matroska ChromaSiting) so decoders upsample from the right place.
         options["chroma_sample_location"] = "left"
