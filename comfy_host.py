@@ -16,16 +16,24 @@ import os
 from collections import OrderedDict
 
 import folder_paths
+import torch
 import comfy.model_management
+import comfy.ops
 import comfy.utils
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, TimestepEmbedSequential
 
 from .motion_modules import BetaSchedule, MotionModel
+from .motion_modules.model import set_default_operations
 from .motion_modules.formats import SD15_DOWN, SD15_UP, SDXL_DOWN, SDXL_UP
 from .motion_modules.temporal import FrameLimitError
 from .motion_modules.unet_layers import CrossFrameGroupNorm, FrameState, TemporalLayer
 from .samplers import ContextOptions, run_in_windows, slice_batch
+
+# Motion modules are built from the host's layer classes, so its manual cast and lowvram loading
+# (per-call weight casting and offloading) apply to them as to the UNet's own layers.
+set_default_operations(comfy.ops.disable_weight_init)
+FP8_DTYPES = tuple(getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, name))
 
 log = logging.getLogger("animatediff")
 
@@ -220,6 +228,23 @@ def compute_dtype(model):
     return getattr(base, "manual_cast_dtype", None) or base.get_dtype()
 
 
+def motion_dtypes(model, motion: MotionModel):
+    """(storage dtype, compute dtype, layer classes) of the motion module inside ``model``'s UNet. It
+    computes in the UNet's compute dtype. Its weights are stored in that dtype too (cast once, when
+    applied), except fp8: an fp8 file stays fp8, and a UNet stored in fp8 (--fp8_e4m3fn-unet, …) gets
+    its motion weights stored in the same fp8 type; fp8 weights are cast per call by the host's
+    manual-cast layers, as the UNet's are."""
+    compute = compute_dtype(model)
+    storage = compute
+    if hasattr(comfy.ops, "manual_cast"):
+        if motion.format.dtype in FP8_DTYPES:
+            storage = motion.format.dtype
+        elif model.model.get_dtype() in FP8_DTYPES:
+            storage = model.model.get_dtype()
+    ops = comfy.ops.disable_weight_init if storage == compute else comfy.ops.manual_cast
+    return storage, compute, ops
+
+
 def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: BetaSchedule | None,
                        groupnorm: str | None = None):
     """A clone of ``model`` whose UNet runs ``motion``'s temporal layers. ``model`` is untouched.
@@ -227,7 +252,8 @@ def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: 
     cross_frame_motion_norm, cross_frame_unet_norm = motion.format.groupnorm(groupnorm)
     if has_motion_model(model):
         raise ValueError("this MODEL already has a motion module applied; apply one motion module per MODEL")
-    modules = motion.modules_in(compute_dtype(model))
+    storage, compute, ops = motion_dtypes(model, motion)
+    modules = motion.modules_in(storage, compute, ops)
     pairs = _pair_modules_with_slots(motion, _unet_slots(model), modules)
 
     state = FrameState()
@@ -242,7 +268,7 @@ def apply_motion_model(model, motion: MotionModel, scale: float, beta_schedule: 
     if beta_schedule is not None:
         _set_beta_schedule(patched, beta_schedule)
     # The host sizes its memory estimate once, from the bare UNet; count the inserted weights too.
-    patched.size = model.model_size() + motion.nbytes_in(compute_dtype(model))
+    patched.size = model.model_size() + motion.nbytes_in(storage, compute)
     return patched
 
 

@@ -5,6 +5,11 @@ tensors are read, one copy each; torch files are memory-mapped. The loaded tenso
 parameters as they are (no copy). A UNet in another dtype gets one cast copy, made once and kept.
 Motion LoRAs never touch the loaded weights: a MotionModel with LoRAs shares every tensor with the
 plain one except the LoRA-affected weights, which are merged into fresh tensors per dtype.
+
+Dtypes: a module set has a *storage* dtype (its weights) and a *compute* dtype (its activations, and
+its positional-encoding table, which is never stored in fp8). They are equal unless the weights stay in
+a smaller dtype (fp8) and the layer classes cast them per call: the host's ``comfy.ops.manual_cast``
+classes, passed as ``operations``, as ComfyUI does for its own UNet.
 """
 
 from __future__ import annotations
@@ -18,9 +23,28 @@ import torch
 
 from .checkpoint import CheckpointError, read_layout, read_tensors
 from .formats import LAYOUT_DIFFUSERS, MotionFormat, analyse, expected_keys, file_keys
-from .temporal import MotionModuleSet, PositionalEncoding, sinusoidal_table
+from .temporal import MotionModuleSet, PositionalEncoding, TorchOperations, sinusoidal_table
 
 MAX_LORA_SETS = 4  # LoRA-merged module sets kept per loaded file (the plain ones are always kept)
+COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+PE_SUFFIX = "pos_encoder.pe"
+_default_operations = [TorchOperations]
+
+
+def set_default_operations(operations) -> None:
+    """The layer classes module sets are built from when ``operations`` is not given: torch's own, or
+    the host's (comfy_host sets ``comfy.ops.disable_weight_init``, which behaves as torch's layers until
+    the host's lowvram loading switches a layer to per-call casting). One set of classes per process,
+    so a module set asked for with or without ``operations`` is the same object."""
+    _default_operations[0] = operations or TorchOperations
+
+
+def default_operations():
+    return _default_operations[0]
+
+
+def default_compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in COMPUTE_DTYPES else torch.float32
 
 
 class MotionModel:
@@ -34,31 +58,42 @@ class MotionModel:
         self.source = source
         self.loras = tuple(loras)         # ((MotionLoRA, strength, [notes]), ...) in the order applied
         self.notes = list(notes)
-        self._cache = _cache if _cache is not None else {"plain": {fmt.dtype: modules}, "lora": OrderedDict()}
+        if _cache is None:
+            _cache = {"plain": {}, "lora": OrderedDict()}
+            if fmt.dtype in COMPUTE_DTYPES:
+                _cache["plain"][(fmt.dtype, fmt.dtype, default_operations())] = modules
+        self._cache = _cache
 
     # -- weights per dtype ------------------------------------------------------------------------
-    def _plain_in(self, dtype: torch.dtype) -> MotionModuleSet:
+    def _plain_in(self, dtype: torch.dtype, compute: torch.dtype, operations) -> MotionModuleSet:
         plain = self._cache["plain"]
-        if dtype not in plain:
-            plain[dtype] = build_modules(self.format, self.modules.state_dict(), dtype)
-        return plain[dtype]
+        key = (dtype, compute, operations)
+        if key not in plain:
+            plain[key] = build_modules(self.format, self.modules.state_dict(), dtype, compute, operations)
+        return plain[key]
 
-    def _lora_key(self, dtype):
+    def _lora_key(self, plain_key):
         active = tuple((lora.uid, float(strength)) for lora, strength, _ in self.loras if strength != 0)
-        return (dtype, active) if active else None
+        return (plain_key, active) if active else None
 
-    def modules_in(self, dtype: torch.dtype) -> MotionModuleSet:
-        """The modules with weights in ``dtype`` (LoRAs merged in): the loaded ones when the dtype
-        matches and no LoRA is active, else a copy made once and kept, so sampling never casts or
-        merges weights per step."""
-        key = self._lora_key(dtype)
+    def modules_in(self, dtype: torch.dtype, compute_dtype: torch.dtype | None = None,
+                   operations=None) -> MotionModuleSet:
+        """The modules with weights stored in ``dtype`` (LoRAs merged in), computing in
+        ``compute_dtype`` (default: ``dtype``, or fp32 for fp8 storage), built from ``operations``
+        (default: :func:`default_operations`). The loaded ones when everything matches and no LoRA is
+        active, else a copy made once and kept, so sampling never casts or merges weights per step
+        (layers whose weights are stored in another dtype than they compute in cast them per call, as
+        the host's own manual-cast layers do)."""
+        compute = compute_dtype or default_compute_dtype(dtype)
+        operations = operations or default_operations()
+        key = self._lora_key((dtype, compute, operations))
         if key is None:
-            return self._plain_in(dtype)
+            return self._plain_in(dtype, compute, operations)
         cache = self._cache["lora"]
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        plain = self._plain_in(dtype)
+        plain = self._plain_in(dtype, compute, operations)
         state = dict(plain.state_dict())
         original = self.modules.state_dict()
         deltas = {}
@@ -76,17 +111,20 @@ class MotionModel:
             device = state[target].device
             merged = original[target].to(device=device, dtype=torch.float32) + delta.to(device)
             state[target] = merged.to(dtype)
-        modules = build_modules(self.format, state)
+        modules = build_modules(self.format, state, compute_dtype=compute, operations=operations)
         cache[key] = modules
         while len(cache) > MAX_LORA_SETS:
             cache.popitem(last=False)
         return modules
 
-    def nbytes_in(self, dtype: torch.dtype) -> int:
-        """Bytes the modules take in ``dtype`` (computed without building them)."""
+    def nbytes_in(self, dtype: torch.dtype, compute_dtype: torch.dtype | None = None) -> int:
+        """Bytes the modules take with weights in ``dtype`` and positional encodings in
+        ``compute_dtype`` (computed without building them)."""
         size = torch.empty((), dtype=dtype).element_size()
-        return sum(t.numel() * (size if t.is_floating_point() else t.element_size())
-                   for t in self.modules.state_dict().values())
+        pe_size = torch.empty((), dtype=compute_dtype or default_compute_dtype(dtype)).element_size()
+        return sum(t.numel() * ((pe_size if k.endswith(PE_SUFFIX) else size) if t.is_floating_point()
+                                else t.element_size())
+                   for k, t in self.modules.state_dict().items())
 
     # -- LoRAs ------------------------------------------------------------------------------------
     def with_lora(self, lora, strength: float, notes=()) -> "MotionModel":
@@ -110,18 +148,26 @@ class MotionModel:
         return file_keys(self.modules.state_dict(), self.format.layout)
 
 
-def build_modules(fmt: MotionFormat, state_dict: dict, dtype: torch.dtype | None = None) -> MotionModuleSet:
-    """Module objects holding ``state_dict``'s tensors (no copy when no cast is needed)."""
+def build_modules(fmt: MotionFormat, state_dict: dict, dtype: torch.dtype | None = None,
+                  compute_dtype: torch.dtype | None = None, operations=None) -> MotionModuleSet:
+    """Module objects holding ``state_dict``'s tensors (no copy when no cast is needed): weights cast
+    to ``dtype``, positional encodings to ``compute_dtype`` (default: ``dtype`` when it is one that
+    computes, else fp32), layers built from ``operations`` (default: :func:`default_operations`)."""
     with torch.device("meta"):
-        modules = MotionModuleSet(fmt.down, fmt.mid, fmt.up, fmt.pe_length, fmt.pe_stored)
+        modules = MotionModuleSet(fmt.down, fmt.mid, fmt.up, fmt.pe_length, fmt.pe_stored,
+                                  operations=operations or default_operations())
+    if compute_dtype is None and dtype is not None:
+        compute_dtype = default_compute_dtype(dtype)
     if dtype is not None:
-        state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+        state_dict = {k: (v.to(compute_dtype if k.endswith(PE_SUFFIX) else dtype) if v.is_floating_point() else v)
+                      for k, v in state_dict.items()}
     modules.load_state_dict(state_dict, strict=True, assign=True)
     if not fmt.pe_stored:
-        device = next(iter(state_dict.values())).device
+        weight = next(v for k, v in state_dict.items() if v.is_floating_point() and not k.endswith(PE_SUFFIX))
+        pe_dtype = compute_dtype or default_compute_dtype(weight.dtype)
         for m in modules.modules():
             if isinstance(m, PositionalEncoding):
-                m.pe = sinusoidal_table(m.length, m.pe.shape[-1]).to(device)
+                m.pe = sinusoidal_table(m.length, m.pe.shape[-1]).to(device=weight.device, dtype=pe_dtype)
     return modules.requires_grad_(False).eval()
 
 
@@ -135,12 +181,18 @@ def motion_model_from_tensors(tensors: dict, source: str = "checkpoint", config:
     needed = {fk for ck, fk in key_map.items() if ck in wanted}
     if loader is not None and any(tensors[k].is_meta for k in needed):
         tensors = loader(needed)
+        if not fmt.dtype.is_floating_point:
+            # a header dtype the layout reader does not name (fp8): the tensors themselves tell
+            fmt.dtype = next(tensors[fk].dtype for ck, fk in key_map.items() if ck.endswith("proj_in.weight"))
     canonical = {}
     for ck, fk in key_map.items():
         if ck in wanted:
             t = tensors[fk]
-            if t.is_floating_point() and t.dtype != fmt.dtype:
-                t = t.to(fmt.dtype)  # mixed-dtype files: cast once (noted in the summary)
+            if t.is_floating_point() and t.dtype != fmt.dtype and not (
+                    ck.endswith(PE_SUFFIX) and fmt.dtype not in COMPUTE_DTYPES and t.dtype in COMPUTE_DTYPES):
+                # mixed-dtype files: cast once (noted in the summary); a positional encoding kept
+                # beside fp8 weights keeps its precision
+                t = t.to(fmt.dtype)
             canonical[ck] = t
     return MotionModel(fmt, build_modules(fmt, canonical), source)
 

@@ -6,7 +6,15 @@ state dict loads with ``strict=True`` and the meta-device manifest test can comp
 Layout note: the host hands us ``(B*F, C, H, W)`` with frames contiguous per batch entry. Every op
 in the transformer except attention is per token, so after the GroupNorm we move to the
 ``(B*H*W, F, C)`` layout once, run the whole block there (attention over the frame axis is then a
-plain batched attention), and move back once at the end: two copies per module in total.
+plain batched attention), and move back once at the end, inside the residual addition: two copies
+per module in total (checked with the profiler by benchmarks/temporal_layer.py).
+
+Layer classes: every Linear, LayerNorm and GroupNorm is built from an ``operations`` namespace
+(``.Linear``, ``.LayerNorm``, ``.GroupNorm``), as ComfyUI's own modules take ``operations=``. The default
+is torch's own classes; inside ComfyUI the host's ``comfy.ops`` classes are passed, so the host's
+manual cast (weights stored in one dtype, cast per call to the compute dtype, e.g. fp8 storage) and its
+lowvram offloading (weights left on the CPU and cast onto the GPU per call) apply to these layers exactly
+as to the UNet's own.
 """
 
 from __future__ import annotations
@@ -21,6 +29,21 @@ GROUPNORM_GROUPS = 32
 GROUPNORM_EPS = 1e-6
 LAYERNORM_EPS = 1e-5
 HEADS = 8
+
+# Scaled-dot-product attention kernels launch one block row per batch entry: CUDA grids allow at most
+# 65535 blocks in their y and z dimensions, where torch's flash and memory-efficient kernels put the
+# batch (here B*H*W) and the heads. Larger batches are split into chunks that fit; results are the
+# same, since each row is an independent attention. On the CPU there is no such limit.
+ATTENTION_BATCH_LIMIT = 65535
+SPLIT_ON_CPU = False  # tests set this to check that a split gives what the unsplit call gives
+_learned_limits: dict = {}  # device type -> a smaller limit a kernel turned out to need
+
+
+class TorchOperations:
+    """The layer classes the modules are built from when no host passes its own: torch's."""
+    Linear = nn.Linear
+    LayerNorm = nn.LayerNorm
+    GroupNorm = nn.GroupNorm
 
 
 def sinusoidal_table(length: int, channels: int) -> torch.Tensor:
@@ -44,7 +67,11 @@ def group_norm(x: torch.Tensor, frames: int, weight, bias, cross_frame: bool) ->
 
 
 class PositionalEncoding(nn.Module):
-    """Holds ``pe`` [1, L, C]. Persistent only for formats whose files store it."""
+    """Holds ``pe`` [1, L, C]. Persistent only for formats whose files store it.
+
+    The table is kept in the compute dtype (MotionModel.modules_in builds it so), so adding it is a plain
+    add; it is moved or cast per call only when the host left it elsewhere (lowvram offloading keeps
+    modules without weights on the CPU) or the caller computes in another dtype."""
 
     def __init__(self, channels: int, length: int, stored: bool, device=None):
         super().__init__()
@@ -54,19 +81,63 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         frames = tokens.shape[-2]
-        return tokens + self.pe[0, :frames].to(tokens.dtype)
+        pe = self.pe[0, :frames]
+        if pe.dtype != tokens.dtype or pe.device != tokens.device:
+            pe = pe.to(device=tokens.device, dtype=tokens.dtype)
+        return tokens + pe
+
+
+def _batch_limit(device: torch.device):
+    if device.type == "cpu" and not SPLIT_ON_CPU:
+        return None
+    return _learned_limits.get(device.type, ATTENTION_BATCH_LIMIT)
+
+
+def _is_launch_limit_error(e: RuntimeError) -> bool:
+    text = str(e)
+    return "invalid configuration argument" in text or ("grid" in text and "exceed" in text)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` over ``(N, heads, F, d)`` through torch's fused kernels (no
+    ``(N, heads, F, F)`` score tensor where a fused kernel applies), in chunks of at most the kernel
+    launch limit along N. A chunk size that still fails to launch is halved and remembered."""
+    n = q.shape[0]
+    limit = _batch_limit(q.device)
+    if limit is None or n <= limit:
+        try:
+            return F.scaled_dot_product_attention(q, k, v)
+        except RuntimeError as e:
+            if limit is None or n < 2 or not _is_launch_limit_error(e):
+                raise
+            limit = _learned_limits[q.device.type] = max(1, n // 2)
+    # The output in (N, F, heads, d) memory order, like the unsplit kernels write it, so the caller's
+    # transpose back to (N, F, C) stays a view.
+    _, heads, frames, head_dim = q.shape
+    out = q.new_empty((n, frames, heads, head_dim)).transpose(1, 2)
+    while True:
+        try:
+            for start in range(0, n, limit):
+                rows = slice(start, start + limit)
+                out[rows] = F.scaled_dot_product_attention(q[rows], k[rows], v[rows])
+            return out
+        except RuntimeError as e:
+            if limit < 2 or not _is_launch_limit_error(e):
+                raise
+            limit = _learned_limits[q.device.type] = max(1, limit // 2)
 
 
 class TemporalSelfAttention(nn.Module):
     """Self-attention over the frame axis of ``(N, F, C)`` tokens, with the PE added to its input."""
 
-    def __init__(self, channels: int, pe_length: int, pe_stored: bool, device=None, dtype=None):
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool, device=None, dtype=None, operations=None):
         super().__init__()
+        ops = operations or TorchOperations
         kw = {"device": device, "dtype": dtype}
-        self.to_q = nn.Linear(channels, channels, bias=False, **kw)
-        self.to_k = nn.Linear(channels, channels, bias=False, **kw)
-        self.to_v = nn.Linear(channels, channels, bias=False, **kw)
-        self.to_out = nn.ModuleList([nn.Linear(channels, channels, **kw)])
+        self.to_q = ops.Linear(channels, channels, bias=False, **kw)
+        self.to_k = ops.Linear(channels, channels, bias=False, **kw)
+        self.to_v = ops.Linear(channels, channels, bias=False, **kw)
+        self.to_out = nn.ModuleList([ops.Linear(channels, channels, **kw)])
         self.pos_encoder = PositionalEncoding(channels, pe_length, pe_stored, device=device)
 
     def forward(self, normed: torch.Tensor) -> torch.Tensor:
@@ -78,15 +149,16 @@ class TemporalSelfAttention(nn.Module):
             return t.view(n, frames, HEADS, head_dim).transpose(1, 2)
 
         q, k, v = heads(self.to_q(tokens)), heads(self.to_k(tokens)), heads(self.to_v(tokens))
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(n, frames, c)
+        out = attention(q, k, v)
+        out = out.transpose(1, 2).reshape(n, frames, c)  # a view: the kernels write (N, F, heads, d) order
         return self.to_out[0](out)
 
 
 class GEGLU(nn.Module):
-    def __init__(self, channels: int, inner: int, device=None, dtype=None):
+    def __init__(self, channels: int, inner: int, device=None, dtype=None, operations=None):
         super().__init__()
-        self.proj = nn.Linear(channels, inner * 2, device=device, dtype=dtype)
+        ops = operations or TorchOperations
+        self.proj = ops.Linear(channels, inner * 2, device=device, dtype=dtype)
 
     def forward(self, x):
         value, gate = self.proj(x).chunk(2, dim=-1)
@@ -94,26 +166,28 @@ class GEGLU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, channels: int, device=None, dtype=None):
+    def __init__(self, channels: int, device=None, dtype=None, operations=None):
         super().__init__()
+        ops = operations or TorchOperations
         inner = channels * 4
         # Indices 1 (Dropout) and 2 match the original ``ff.net.{0,2}`` key names.
-        self.net = nn.ModuleList([GEGLU(channels, inner, device, dtype), nn.Identity(),
-                                  nn.Linear(inner, channels, device=device, dtype=dtype)])
+        self.net = nn.ModuleList([GEGLU(channels, inner, device, dtype, ops), nn.Identity(),
+                                  ops.Linear(inner, channels, device=device, dtype=dtype)])
 
     def forward(self, x):
         return self.net[2](self.net[0](x))
 
 
 class TemporalTransformerBlock(nn.Module):
-    def __init__(self, channels: int, pe_length: int, pe_stored: bool, device=None, dtype=None):
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool, device=None, dtype=None, operations=None):
         super().__init__()
+        ops = operations or TorchOperations
         kw = {"device": device, "dtype": dtype}
         self.attention_blocks = nn.ModuleList(
-            [TemporalSelfAttention(channels, pe_length, pe_stored, **kw) for _ in range(2)])
-        self.norms = nn.ModuleList([nn.LayerNorm(channels, eps=LAYERNORM_EPS, **kw) for _ in range(2)])
-        self.ff = FeedForward(channels, **kw)
-        self.ff_norm = nn.LayerNorm(channels, eps=LAYERNORM_EPS, **kw)
+            [TemporalSelfAttention(channels, pe_length, pe_stored, operations=ops, **kw) for _ in range(2)])
+        self.norms = nn.ModuleList([ops.LayerNorm(channels, eps=LAYERNORM_EPS, **kw) for _ in range(2)])
+        self.ff = FeedForward(channels, operations=ops, **kw)
+        self.ff_norm = ops.LayerNorm(channels, eps=LAYERNORM_EPS, **kw)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         for attention, norm in zip(self.attention_blocks, self.norms):
@@ -124,36 +198,45 @@ class TemporalTransformerBlock(nn.Module):
 class TemporalTransformer(nn.Module):
     """One motion module's ``temporal_transformer``: GN -> proj_in -> block -> proj_out, plus residual."""
 
-    def __init__(self, channels: int, pe_length: int, pe_stored: bool = True, device=None, dtype=None):
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool = True, device=None, dtype=None,
+                 operations=None):
         super().__init__()
         if channels % GROUPNORM_GROUPS or channels % HEADS:
             raise ValueError(f"motion module width {channels} must be divisible by {GROUPNORM_GROUPS} and {HEADS}")
+        ops = operations or TorchOperations
         kw = {"device": device, "dtype": dtype}
         self.channels = channels
         self.pe_length = pe_length
-        self.norm = nn.GroupNorm(GROUPNORM_GROUPS, channels, eps=GROUPNORM_EPS, affine=True, **kw)
-        self.proj_in = nn.Linear(channels, channels, **kw)
-        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, pe_length, pe_stored, **kw)])
-        self.proj_out = nn.Linear(channels, channels, **kw)
+        self.norm = ops.GroupNorm(GROUPNORM_GROUPS, channels, eps=GROUPNORM_EPS, affine=True, **kw)
+        self.proj_in = ops.Linear(channels, channels, **kw)
+        self.transformer_blocks = nn.ModuleList(
+            [TemporalTransformerBlock(channels, pe_length, pe_stored, operations=ops, **kw)])
+        self.proj_out = ops.Linear(channels, channels, **kw)
 
     def forward(self, x: torch.Tensor, frames: int, cross_frame_norm: bool = False,
                 scale: float = 1.0) -> torch.Tensor:
         bf, c, h, w = x.shape
         if frames > self.pe_length:
             raise FrameLimitError(frames, self.pe_length)
-        batch = bf // frames
-        normed = group_norm(x, frames, self.norm.weight, self.norm.bias, cross_frame_norm)
+        batch, hw = bf // frames, h * w
+        # GroupNorm through the module (so the host's weight casting applies), then
         # (b f) c h w -> (b h w) f c: the one copy on the way in.
-        tokens = normed.view(batch, frames, c, h * w).permute(0, 3, 1, 2).reshape(batch * h * w, frames, c)
-        tokens = self.proj_in(tokens)
+        if cross_frame_norm:
+            normed = self.norm(x.reshape(batch, frames, c, h, w).transpose(1, 2))  # (b, c, f, h, w)
+            # group_norm writes its output in its input's memory order, so this is a view again
+            tokens = normed.transpose(1, 2).reshape(batch, frames, c, hw).permute(0, 3, 1, 2)
+        else:
+            tokens = self.norm(x).view(batch, frames, c, hw).permute(0, 3, 1, 2)
+        tokens = self.proj_in(tokens.reshape(batch * hw, frames, c))
         for block in self.transformer_blocks:
             tokens = block(tokens)
         tokens = self.proj_out(tokens)
-        # (b h w) f c -> (b f) c h w: the one copy on the way out.
-        delta = tokens.view(batch, h * w, frames, c).permute(0, 2, 3, 1).reshape(bf, c, h, w)
-        if scale != 1.0:
-            delta = delta * scale
-        return x + delta
+        # (b h w) f c -> (b f) c h w as a strided view, read once by the residual addition, which
+        # writes the output in x's layout: the one copy on the way out.
+        delta = tokens.view(batch, hw, frames, c).permute(0, 2, 3, 1)
+        residual = x.reshape(batch, frames, c, hw)
+        out = residual + delta if scale == 1.0 else torch.add(residual, delta, alpha=scale)
+        return out.reshape(bf, c, h, w)
 
 
 class FrameLimitError(ValueError):
@@ -169,9 +252,10 @@ class FrameLimitError(ValueError):
 class MotionModule(nn.Module):
     """The unit stored as ``<block>.motion_modules.<j>`` in checkpoints."""
 
-    def __init__(self, channels: int, pe_length: int, pe_stored: bool = True, device=None, dtype=None):
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool = True, device=None, dtype=None,
+                 operations=None):
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(channels, pe_length, pe_stored, device, dtype)
+        self.temporal_transformer = TemporalTransformer(channels, pe_length, pe_stored, device, dtype, operations)
 
     def forward(self, x, frames, cross_frame_norm=False, scale=1.0):
         return self.temporal_transformer(x, frames, cross_frame_norm, scale)
@@ -190,11 +274,12 @@ class MotionModuleSet(nn.Module):
     ``down`` and ``up`` are lists of per-level channel lists, e.g. SD1.5 down = [[320,320],[640,640],...].
     """
 
-    def __init__(self, down, mid, up, pe_length: int, pe_stored: bool = True, device=None, dtype=None):
+    def __init__(self, down, mid, up, pe_length: int, pe_stored: bool = True, device=None, dtype=None,
+                 operations=None):
         super().__init__()
 
         def level(channels):
-            return _Level([MotionModule(c, pe_length, pe_stored, device, dtype) for c in channels])
+            return _Level([MotionModule(c, pe_length, pe_stored, device, dtype, operations) for c in channels])
 
         self.down_blocks = nn.ModuleList([level(chs) for chs in down])
         self.mid_block = level([mid]) if mid else None

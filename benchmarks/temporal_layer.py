@@ -1,0 +1,177 @@
+"""One motion module (the temporal layer alone), timed and profiled on random weights.
+
+Reports the median wall time of a forward pass, the FLOPs torch counts for it (matmuls and attention),
+the achieved GFLOP/s, and, from the profiler, every copy the pass makes (``aten::copy_`` / ``clone`` /
+``contiguous``) with the bytes it moves, so the "(b f) c h w <-> (b h w) f c once per module" claim can
+be checked. Used by benchmarks/run.py, and on its own:
+
+    .venv/bin/python benchmarks/temporal_layer.py [--channels 320] [--frames 16] [--latent 16] [--clips 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def temporal_at(revision: str):
+    """motion_modules/temporal.py as it was at a git revision, imported as a module of its own."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    source = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:motion_modules/temporal.py"],
+                            capture_output=True, text=True, check=True).stdout
+    path = os.path.join(tempfile.mkdtemp(), f"temporal_{revision.replace('/', '_')}.py")
+    with open(path, "w") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def random_module(channels: int, pe_length: int = 32, dtype=torch.float32, seed: int = 0, temporal=None):
+    if temporal is None:
+        from motion_modules import temporal
+    torch.manual_seed(seed)
+    module = temporal.MotionModule(channels, pe_length).to(dtype)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim == 2:
+                p.normal_(0, p.shape[1] ** -0.5)
+            else:
+                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.05)
+    return module.eval().requires_grad_(False)
+
+
+def flops_of(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def time_it(fn, repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def copies_of(fn) -> list[dict]:
+    """The layout copies one call makes, from torch.profiler: every ``aten::copy_`` that is not a
+    matmul's bias broadcast (addmm starts from a copy of the bias), named by its outermost op."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    out = []
+    for event in prof.events():
+        if event.name != "aten::copy_" or not event.input_shapes:
+            continue
+        chain, parent = [], event.cpu_parent
+        while parent is not None:
+            chain.append(parent.name)
+            parent = parent.cpu_parent
+        if any(name in ("aten::addmm", "aten::linear") for name in chain):
+            continue
+        ops = [name for name in chain if name.startswith("aten::")]
+        shape = event.input_shapes[0]
+        numel = 1
+        for n in shape:
+            numel *= n
+        out.append({"op": ops[-1] if ops else event.name, "shape": list(shape), "elements": numel})
+    return out
+
+
+def measure(channels=320, frames=16, latent=16, clips=2, repeats=5, dtype=torch.float32, cross_frame=False,
+            profile_copies=True, temporal=None) -> dict:
+    module = random_module(channels, dtype=dtype, temporal=temporal)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(clips * frames, channels, latent, latent, generator=g).to(dtype)
+
+    def call():
+        return module(x, frames, cross_frame)
+
+    with torch.inference_mode():
+        flops = flops_of(call)
+        times = time_it(call, repeats)
+        copies = copies_of(call) if profile_copies else []
+    median = statistics.median(times)
+    activation = x.numel()
+    return {"channels": channels, "frames": frames, "latent": latent, "clips": clips, "dtype": str(dtype),
+            "cross_frame": cross_frame, "threads": torch.get_num_threads(), "median_s": median, "times_s": times,
+            "flops": flops, "gflops_per_s": flops / median / 1e9,
+            "copies": copies, "copied_elements_per_activation": sum(c["elements"] for c in copies) / activation}
+
+
+def compare(revision: str, rounds: int = 5, **kw) -> dict:
+    """This working tree's module against the one at ``revision``, same weights and input, the two
+    timed in alternation (one call each per round) so that load from other processes hits both alike."""
+    old_temporal = temporal_at(revision)
+    channels, frames, latent, clips = (kw.get("channels", 320), kw.get("frames", 16), kw.get("latent", 16),
+                                       kw.get("clips", 2))
+    cross = kw.get("cross_frame", False)
+    new, old = random_module(channels), random_module(channels, temporal=old_temporal)
+    old.load_state_dict(new.state_dict())
+    x = torch.randn(clips * frames, channels, latent, latent, generator=torch.Generator().manual_seed(1))
+    times = {"new": [], "old": []}
+    with torch.inference_mode():
+        same = (new(x, frames, cross) - old(x, frames, cross)).abs().max().item()
+        for _ in range(rounds):
+            for name, m in (("old", old), ("new", new)):
+                start = time.perf_counter()
+                m(x, frames, cross)
+                times[name].append(time.perf_counter() - start)
+        copies = {"new": len(copies_of(lambda: new(x, frames, cross))),
+                  "old": len(copies_of(lambda: old(x, frames, cross)))}
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"revision": revision, "cross_frame": cross, "median_s": med, "times_s": times, "copies": copies,
+            "speedup": med["old"] / med["new"], "max_abs_difference": same}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--channels", type=int, default=320)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--latent", type=int, default=16, help="latent height = width")
+    ap.add_argument("--clips", type=int, default=2, help="cond/uncond clips in the batch")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cross-frame", action="store_true")
+    ap.add_argument("--json", help="write the result here")
+    ap.add_argument("--against", metavar="REV", help="also time the module as it was at this git revision")
+    args = ap.parse_args()
+    if args.against:
+        r = compare(args.against, args.repeats, channels=args.channels, frames=args.frames, latent=args.latent,
+                    clips=args.clips, cross_frame=args.cross_frame)
+        print(f"{args.against}: median {r['median_s']['old'] * 1e3:.1f} ms, {r['copies']['old']} copies; "
+              f"working tree: {r['median_s']['new'] * 1e3:.1f} ms, {r['copies']['new']} copies; "
+              f"speed-up x{r['speedup']:.3f}; max |difference| {r['max_abs_difference']:.2e}")
+        return
+    r = measure(args.channels, args.frames, args.latent, args.clips, args.repeats, cross_frame=args.cross_frame)
+    print(f"motion module C={r['channels']} frames={r['frames']} latent={r['latent']}x{r['latent']} "
+          f"clips={r['clips']} threads={r['threads']}: median {r['median_s'] * 1e3:.1f} ms, "
+          f"{r['flops'] / 1e9:.2f} GFLOP, {r['gflops_per_s']:.1f} GFLOP/s")
+    print(f"copies ({len(r['copies'])}), {r['copied_elements_per_activation']:.2f} activation-sizes in total:")
+    for c in r["copies"]:
+        print(f"  {c['op']:18s} {c['shape']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
