@@ -68,23 +68,23 @@ def motion_model_names() -> list[str]:
     return folder_paths.get_filename_list(MOTION_MODELS)
 
 
-def motion_model_path(name: str) -> str:
-    path = folder_paths.get_full_path(MOTION_MODELS, name)
-    if path is None:
-        folders = ", ".join(folder_paths.get_folder_paths(MOTION_MODELS))
-        raise FileNotFoundError(f"motion module '{name}' not found in {MOTION_MODELS} ({folders})")
-    return path
-
-
 def motion_lora_names() -> list[str]:
     return folder_paths.get_filename_list(MOTION_LORAS)
 
 
+def motion_model_path(name: str) -> str:
+    return _model_path(MOTION_MODELS, name, "motion module")
+
+
 def motion_lora_path(name: str) -> str:
-    path = folder_paths.get_full_path(MOTION_LORAS, name)
+    return _model_path(MOTION_LORAS, name, "motion LoRA")
+
+
+def _model_path(folder: str, name: str, what: str) -> str:
+    path = folder_paths.get_full_path(folder, name)
     if path is None:
-        folders = ", ".join(folder_paths.get_folder_paths(MOTION_LORAS))
-        raise FileNotFoundError(f"motion LoRA '{name}' not found in {MOTION_LORAS} ({folders})")
+        folders = ", ".join(folder_paths.get_folder_paths(folder))
+        raise FileNotFoundError(f"{what} '{name}' not found in {folder} ({folders})")
     return path
 
 

@@ -124,3 +124,15 @@ def host_nodes(host):
     sys.modules["nodes"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def sample(host, model, frames, seed=1, cfg=7.5, steps=2, size=8, negative_tokens=77, context_dim=768):
+    """The host's own sampler on a batch of ``frames`` empty latents, with seeded random conditioning."""
+    latent = torch.zeros(frames, 4, size, size)
+    noise = host.comfy.sample.prepare_noise(latent, seed)
+    g = torch.Generator().manual_seed(5)
+    positive = [[torch.randn(1, 77, context_dim, generator=g), {}]]
+    negative = [[torch.randn(1, negative_tokens, context_dim, generator=g), {}]]
+    with torch.inference_mode():
+        return host.comfy.sample.sample(model, noise, steps, cfg, "euler", "normal", positive, negative, latent,
+                                        seed=seed, disable_pbar=True)

@@ -40,7 +40,8 @@ def txt2vid_run(server):
     prompt["4"]["inputs"].update(width=64, height=64)
     prompt["7"]["inputs"]["steps"] = 3
     steps = []
-    history = server.run(prompt, load("txt2vid.json"), on_progress=lambda v, m, n: steps.append((v, m)))
+    history = server.run(prompt, load("txt2vid.json"),
+                         on_progress=lambda v, m, node: steps.append((v, m)) if node == "7" else None)
     return prompt, history, steps
 
 

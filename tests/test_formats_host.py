@@ -7,18 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.helpers import sample as sample_frames
 from tools.make_tiny_models import TINY_MOTION_DOWN, TINY_MOTION_UP, motion_module_tensors
 
 
-def sample(host, model, frames, seed=1, cfg=7.5, steps=1, size=8):
-    latent = torch.zeros(frames, 4, size, size)
-    noise = host.comfy.sample.prepare_noise(latent, seed)
-    g = torch.Generator().manual_seed(5)
-    positive = [[torch.randn(1, 77, 768, generator=g), {}]]
-    negative = [[torch.randn(1, 77, 768, generator=g), {}]]
-    with torch.inference_mode():
-        return host.comfy.sample.sample(model, noise, steps, cfg, "euler", "normal", positive, negative, latent,
-                                        seed=seed, disable_pbar=True)
+def sample(host, model, frames, steps=1, **kw):
+    return sample_frames(host, model, frames, steps=steps, **kw)
 
 
 def nodes(host):

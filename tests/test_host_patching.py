@@ -6,21 +6,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.helpers import sample
 from tools.make_tiny_models import TINY_MOTION_DOWN, TINY_MOTION_UP, motion_module_tensors
 
 SQRT_LINEAR_SIGMA_MAX = 25.1461
 LINEAR_SIGMA_MAX = 14.6146
-
-
-def sample(host, model, frames, seed=1, cfg=7.5, steps=2, size=8, negative_tokens=77):
-    latent = torch.zeros(frames, 4, size, size)
-    noise = host.comfy.sample.prepare_noise(latent, seed)
-    g = torch.Generator().manual_seed(5)
-    positive = [[torch.randn(1, 77, 768, generator=g), {}]]
-    negative = [[torch.randn(1, negative_tokens, 768, generator=g), {}]]
-    with torch.inference_mode():
-        return host.comfy.sample.sample(model, noise, steps, cfg, "euler", "normal", positive, negative, latent,
-                                        seed=seed, disable_pbar=True)
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,12 @@ import torch
 from safetensors.torch import save_file
 
 from tests.helpers import SD15_CONFIG, domain_adapter_tensors, host_nodes, manifest_tensors, motion_lora_tensors
+from tests.helpers import sample as sample_frames
 from tools.make_tiny_models import TINY_MOTION_DOWN, TINY_MOTION_MID, TINY_MOTION_UP, TINY_UNET
 
 
-def sample(host, model, frames=6, seed=1, cfg=7.5, steps=1, size=8):
-    latent = torch.zeros(frames, 4, size, size)
-    noise = host.comfy.sample.prepare_noise(latent, seed)
-    g = torch.Generator().manual_seed(5)
-    positive = [[torch.randn(1, 77, 768, generator=g), {}]]
-    negative = [[torch.randn(1, 77, 768, generator=g), {}]]
-    with torch.inference_mode():
-        return host.comfy.sample.sample(model, noise, steps, cfg, "euler", "normal", positive, negative, latent,
-                                        seed=seed, disable_pbar=True)
+def sample(host, model, frames=6, steps=1, **kw):
+    return sample_frames(host, model, frames, steps=steps, **kw)
 
 
 @pytest.fixture(scope="module")
