@@ -31,10 +31,12 @@ UI_FILES = [p for p in FILES if not p.endswith("_api.json")]
 TITLE_HEIGHT = 30  # LiteGraph draws the title bar above a node's pos
 
 # Tiny stand-ins for the files a workflow names: (class_type, input) first, then the input name alone.
+# "@name" is made by the fixture of that name when a workflow first needs it.
 TINY_FILES = {
     ("LoadMotionModule", "model_name"): "tiny_mm_v2.safetensors",
+    ("LoadMotionLoRA", "lora_name"): "@tiny_motion_lora",
     "ckpt_name": "tiny_sd15.safetensors",
-    "video": "@clip",  # a clip the test makes and uploads
+    "video": "@uploaded_clip",
 }
 TINY_SIZE = 64
 TINY_STEPS = 2
@@ -54,7 +56,7 @@ def rel(path):
 # Files and formats
 
 def test_there_are_workflows():
-    assert {"txt2vid", "vid2vid"} <= set(NAMES)
+    assert {"txt2vid", "vid2vid", "txt2vid_motion_lora"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -130,17 +132,30 @@ def uploaded_clip(server, tmp_path_factory):
     return server.upload(path, overwrite=True)
 
 
-def tiny_file(class_type, name, value, options, uploaded_clip_name):
+@pytest.fixture(scope="module")
+def tiny_motion_lora(server):
+    """A motion LoRA for the tiny v2 motion module, in the server's animatediff_motion_lora folder."""
+    from safetensors.torch import save_file
+
+    from tests.helpers import motion_lora_tensors
+    from tools.make_tiny_models import TINY_MOTION_DOWN, TINY_MOTION_MID, TINY_MOTION_UP
+    name = "tiny_motion_lora.safetensors"
+    save_file(motion_lora_tensors(TINY_MOTION_DOWN, TINY_MOTION_MID, TINY_MOTION_UP),
+              os.path.join(server.models_dir, "animatediff_motion_lora", name))
+    return name
+
+
+def tiny_file(class_type, name, value, options, fixture):
     stand_in = TINY_FILES.get((class_type, name), TINY_FILES.get(name))
-    if stand_in == "@clip":
-        return uploaded_clip_name()
+    if stand_in is not None and stand_in.startswith("@"):
+        return fixture(stand_in[1:])
     if stand_in is None:
         pytest.fail(f"{class_type}.{name} names the file '{value}', and TINY_FILES in tests/test_workflows.py has no "
                     f"tiny stand-in for it (this server has: {options[:8]})")
     return stand_in
 
 
-def tiny_prompt(prompt: dict, object_info: dict, uploaded_clip_name, tag: str) -> dict:
+def tiny_prompt(prompt: dict, object_info: dict, fixture, tag: str) -> dict:
     """The workflow at test size: tiny models, 64x64, 2 steps, 8 video frames, outputs under wftest/."""
     out = json.loads(json.dumps(prompt))
     for node in out.values():
@@ -151,7 +166,7 @@ def tiny_prompt(prompt: dict, object_info: dict, uploaded_clip_name, tag: str) -
                 continue
             kind, options = spec
             if isinstance(kind, list) and value not in kind and wf.looks_like_file(value):
-                node["inputs"][name] = tiny_file(node["class_type"], name, value, kind, uploaded_clip_name)
+                node["inputs"][name] = tiny_file(node["class_type"], name, value, kind, fixture)
             elif kind == "INT" and name in ("width", "height", "custom_width", "custom_height") and value:
                 node["inputs"][name] = TINY_SIZE
             elif kind == "INT" and name == "steps":
@@ -206,7 +221,7 @@ def test_runs_end_to_end_on_tiny_models(server, name, request, tmp_path):
     ui_path = os.path.join(WORKFLOWS, f"{name}.json")
     ui = load(ui_path) if os.path.exists(ui_path) else None
     prompt = load(api_path) if os.path.exists(api_path) else wf.ui_to_api(ui, server.object_info)
-    prompt = tiny_prompt(prompt, server.object_info, lambda: request.getfixturevalue("uploaded_clip"), name)
+    prompt = tiny_prompt(prompt, server.object_info, request.getfixturevalue, name)
     fresh = server.get_json("/object_info")  # lists the uploaded clip too
     assert not wf.check_api(prompt, fresh, allow_absent_files=False)
 
