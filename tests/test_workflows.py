@@ -30,11 +30,14 @@ NAMES = sorted({os.path.basename(p)[:-len(".json")].removesuffix("_api") for p i
 UI_FILES = [p for p in FILES if not p.endswith("_api.json")]
 TITLE_HEIGHT = 30  # LiteGraph draws the title bar above a node's pos
 
-# Tiny stand-ins for the files a workflow names: (class_type, input) first, then the input name alone.
-# "@name" is made by the fixture of that name when a workflow first needs it.
+# Tiny stand-ins for the files a workflow names: (class_type, input) first, then the input name alone;
+# a function of the file name where the kind of file matters. "@name" is made by the fixture of that
+# name when a workflow first needs it.
 TINY_FILES = {
-    ("LoadMotionModule", "model_name"): "tiny_mm_v2.safetensors",
+    ("LoadMotionModule", "model_name"):
+        lambda name: "@tiny_animatelcm" if "animatelcm" in name.lower() else "tiny_mm_v2.safetensors",
     ("LoadMotionLoRA", "lora_name"): "@tiny_motion_lora",
+    ("LoraLoader", "lora_name"): "@tiny_unet_lora",
     "ckpt_name": "tiny_sd15.safetensors",
     "video": "@uploaded_clip",
 }
@@ -56,7 +59,7 @@ def rel(path):
 # Files and formats
 
 def test_there_are_workflows():
-    assert {"txt2vid", "vid2vid", "txt2vid_motion_lora"} <= set(NAMES)
+    assert {"txt2vid", "vid2vid", "txt2vid_motion_lora", "txt2vid_lightning", "txt2vid_animatelcm"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -145,8 +148,46 @@ def tiny_motion_lora(server):
     return name
 
 
+@pytest.fixture(scope="module")
+def tiny_animatelcm(server, tiny_models):
+    """An AnimateLCM-format module: the tiny v2 module without stored positional encodings (how
+    AnimateLCM files are recognised)."""
+    from safetensors.torch import load_file, save_file
+    tensors = {k: v for k, v in load_file(tiny_models.motion_module).items() if "pos_encoder" not in k}
+    name = "tiny_animatelcm.safetensors"
+    save_file(tensors, os.path.join(server.models_dir, "animatediff_models", name))
+    return name
+
+
+@pytest.fixture(scope="module")
+def tiny_unet_lora(server, tiny_models):
+    """A spatial LoRA for the tiny SD1.5 UNet (every self-attention query), in the server's loras folder."""
+    import re
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(5)
+    tensors = {}
+    with safe_open(tiny_models.checkpoint, "pt") as f:
+        for key in f.keys():
+            match = re.match(r"^model\.diffusion_model\.(.+\.attn1\.to_q)\.weight$", key)
+            if match:
+                out_features, in_features = f.get_slice(key).get_shape()
+                base = "lora_unet_" + match.group(1).replace(".", "_")
+                tensors[base + ".lora_down.weight"] = 0.02 * torch.randn(4, in_features, generator=g)
+                tensors[base + ".lora_up.weight"] = 0.02 * torch.randn(out_features, 4, generator=g)
+                tensors[base + ".alpha"] = torch.tensor(4.0)
+    assert tensors, "no self-attention in the tiny checkpoint"
+    name = "tiny_unet_lora.safetensors"
+    save_file(tensors, os.path.join(server.models_dir, "loras", name))
+    return name
+
+
 def tiny_file(class_type, name, value, options, fixture):
     stand_in = TINY_FILES.get((class_type, name), TINY_FILES.get(name))
+    if callable(stand_in):
+        stand_in = stand_in(value)
     if stand_in is not None and stand_in.startswith("@"):
         return fixture(stand_in[1:])
     if stand_in is None:
