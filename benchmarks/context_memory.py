@@ -22,6 +22,15 @@ sys.path.insert(0, ROOT)
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM, where there is one: getrusage's ru_maxrss
+    survives exec, so a child started by a large parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -49,6 +58,16 @@ def measure(frames: int, size: int, context_length: int | None) -> dict:
             "sampling_rise_mb": peak_rss_mb() - baseline}
 
 
+def measure_in_subprocess(frames: int, size: int, context_length: int | None) -> dict:
+    """:func:`measure` in a fresh Python process (peak RSS only grows within a process).
+    ``context_length`` None samples all frames in one piece (no context windows)."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(frames), "--size", str(size),
+                          "--context-length", str(context_length or 0)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"memory measurement for {frames} frames failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, nargs="+", default=[16, 32, 64, 128])
@@ -61,9 +80,7 @@ def main():
         return
     rows = []
     for frames in args.frames:
-        out = subprocess.run([sys.executable, __file__, "--child", str(frames), "--size", str(args.size),
-                              "--context-length", str(args.context_length)], capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(measure_in_subprocess(frames, args.size, args.context_length or None))
         print(f"frames {frames:4d}: peak RSS rise during sampling {rows[-1]['sampling_rise_mb']:8.1f} MB "
               f"(baseline {rows[-1]['baseline_mb']:.0f} MB)", flush=True)
     ratio = rows[-1]["sampling_rise_mb"] / max(rows[0]["sampling_rise_mb"], 1e-9)
