@@ -20,9 +20,10 @@ def window_batch_index(window: list[int], frames: int, chunks: int) -> torch.Ten
     return torch.cat([w + c * frames for c in range(chunks)])
 
 
-def slice_batch(value, index: torch.Tensor, batch: int):
-    """``value`` restricted to ``index`` if it is a tensor batched like the latents, else unchanged."""
-    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
+def slice_batch(value, index: torch.Tensor | None, batch: int):
+    """``value`` restricted to ``index`` if it is a tensor batched like the latents, else unchanged
+    (also for ``index`` None: the whole batch)."""
+    if index is not None and isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
         return value[index.to(value.device)]
     return value
 

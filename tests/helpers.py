@@ -110,20 +110,8 @@ SDXL_CONFIG = dict(
 
 
 def host_nodes(host):
-    """The host's own ``nodes`` module (KSampler, LoraLoader, …). ``import nodes`` is not safe in tests:
-    this pack's ``nodes`` package sits first on sys.path."""
-    import importlib.util
-    import os
-    import sys
-    path = os.path.abspath(os.path.join(host.dir, "nodes.py"))
-    module = sys.modules.get("nodes")
-    if module is not None and os.path.abspath(getattr(module, "__file__", "") or "") == path:
-        return module
-    spec = importlib.util.spec_from_file_location("nodes", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nodes"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The host's own ``nodes`` module (KSampler, LoraLoader, …)."""
+    return host.nodes
 
 
 def sample(host, model, frames, seed=1, cfg=7.5, steps=2, size=8, negative_tokens=77, context_dim=768):

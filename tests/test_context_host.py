@@ -83,7 +83,7 @@ def test_animate_sampler_refuses_too_many_frames_without_context(host, sd15, mot
 
 def test_freeinit_iterates_and_reports_progress(host, sd15, motion, monkeypatch):
     values = []
-    monkeypatch.setattr(host.comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview: values.append((value, total)))
+    monkeypatch.setattr(host.comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, **kw: values.append((value, total)))
     patched = apply(host, sd15.model, motion)
     once = animate(host, patched, 8, steps=1)
     values.clear()
@@ -95,7 +95,7 @@ def test_freeinit_iterates_and_reports_progress(host, sd15, motion, monkeypatch)
 
 def test_window_progress_is_reported(host, sd15, motion, monkeypatch):
     values = []
-    monkeypatch.setattr(host.comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview: values.append(value))
+    monkeypatch.setattr(host.comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, **kw: values.append(value))
     animate(host, apply(host, sd15.model, motion), 12, steps=1,
             context_options=context(host, context_length=8, overlap=2))
     assert any(0 < v < 1 for v in values)  # fractions of the first step, one per window

@@ -149,5 +149,6 @@ def test_real_adapter_manifest_maps_onto_a_real_sd15_unet(host, spec_dir):
     assert len(loaded) == 128
     weights = model.state_dict()
     for target, patch in loaded.items():
-        up, down = patch[1][0], patch[1][1]
+        # ("lora", (up, down, ...)) on the 2024 host; a LoRAAdapter with .weights on current ComfyUI
+        up, down = (patch.weights if hasattr(patch, "weights") else patch[1])[:2]
         assert tuple(weights[target].shape) == (up.shape[0], down.shape[1])
