@@ -88,7 +88,7 @@ def test_declared_inputs_keep_the_saved_workflow_order(host):
 
 def test_node_writes_and_reports_progress(node, host, tmp_path):
     seen = []
-    host.comfy.utils.set_progress_bar_global_hook(lambda value, total, preview: seen.append((value, total)))
+    host.comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kw: seen.append((value, total)))
     try:
         out = node.combine(8.0, 0, "clips/run", "image/apng", False, True,
                            images=torch.from_numpy(make_pattern(4, 16, 16)), prompt={"1": {}},
