@@ -11,6 +11,7 @@ ratio of the largest frame count's rise to the smallest's (target <= 1.2).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -34,6 +35,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS count from the current RSS (Linux: writing 5 to /proc/self/clear_refs), so
+    a peak reached while loading does not hide a smaller one while sampling. False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def measure(frames: int, size: int, context_length: int | None) -> dict:
     import torch
     from tools.comfy_server import default_host_dir
@@ -44,13 +56,15 @@ def measure(frames: int, size: int, context_length: int | None) -> dict:
     motion = host.motion_modules.load_motion_model(os.path.join(models, "animatediff_models", "tiny_mm_v2.safetensors"))
     model = host.host_module.apply_motion_model(sd15.model, motion, 1.0, motion.format.beta_schedule)
     if context_length:
-        from samplers import ContextOptions
+        # the pack's own class (the host puts its comfy/ folder first on sys.path: "samplers" is its)
+        ContextOptions = importlib.import_module(host.pack.__name__ + ".samplers").ContextOptions
         model = host.host_module.set_context_options(model, ContextOptions(context_length, 4))
     latent = torch.zeros(frames, 4, size // 8, size // 8)
     g = torch.Generator().manual_seed(0)
     cond = [[torch.randn(1, 77, 768, generator=g), {}]]
     with torch.inference_mode():
         host.comfy.model_management.load_models_gpu([model])  # weights in place before the baseline
+        reset_peak_rss()
         baseline = peak_rss_mb()
         host.comfy.sample.sample(model, torch.randn(latent.shape, generator=g), 1, 7.5, "euler", "normal", cond, cond,
                                  latent, disable_pbar=True, seed=0)
@@ -61,8 +75,11 @@ def measure(frames: int, size: int, context_length: int | None) -> dict:
 def measure_in_subprocess(frames: int, size: int, context_length: int | None) -> dict:
     """:func:`measure` in a fresh Python process (peak RSS only grows within a process).
     ``context_length`` None samples all frames in one piece (no context windows)."""
+    # Every allocation over 64 KiB gets its own mapping, returned to the system when freed, so the
+    # peak RSS follows the peak of live memory rather than glibc's heap history.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(frames), "--size", str(size),
-                          "--context-length", str(context_length or 0)], capture_output=True, text=True)
+                          "--context-length", str(context_length or 0)], capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"memory measurement for {frames} frames failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
