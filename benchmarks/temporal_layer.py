@@ -97,6 +97,19 @@ def copies_of(fn) -> list[dict]:
     return out
 
 
+def gemm_floor(module, tokens: int, dtype=torch.float32):
+    """A call running the module's matrix products alone (every Linear of the module, F.linear on a
+    (tokens, in) input, nothing else): the arithmetic floor the whole module is measured against."""
+    import torch.nn.functional as F
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {m.in_features: torch.randn(tokens, m.in_features, dtype=dtype) for m in linears}
+
+    def call():
+        for m in linears:
+            F.linear(inputs[m.in_features], m.weight, m.bias)
+    return call
+
+
 def measure(channels=320, frames=16, latent=16, clips=2, repeats=5, dtype=torch.float32, cross_frame=False,
             profile_copies=True, temporal=None) -> dict:
     module = random_module(channels, dtype=dtype, temporal=temporal)
@@ -106,15 +119,22 @@ def measure(channels=320, frames=16, latent=16, clips=2, repeats=5, dtype=torch.
     def call():
         return module(x, frames, cross_frame)
 
+    floor_call = gemm_floor(module, clips * frames * latent * latent, dtype)
     with torch.inference_mode():
         flops = flops_of(call)
-        times = time_it(call, repeats)
+        times, floor_times = [], []
+        call(), floor_call()
+        for _ in range(repeats):  # alternating, so that load from other processes hits both alike
+            times += time_it(call, 1, warmup=0)
+            floor_times += time_it(floor_call, 1, warmup=0)
         copies = copies_of(call) if profile_copies else []
     median = statistics.median(times)
+    floor = statistics.median(floor_times)
     activation = x.numel()
     return {"channels": channels, "frames": frames, "latent": latent, "clips": clips, "dtype": str(dtype),
             "cross_frame": cross_frame, "threads": torch.get_num_threads(), "median_s": median, "times_s": times,
-            "flops": flops, "gflops_per_s": flops / median / 1e9,
+            "flops": flops, "gflops_per_s": flops / median / 1e9, "gemm_floor_s": floor,
+            "over_gemm_floor": statistics.median(t / f for t, f in zip(times, floor_times)),
             "copies": copies, "copied_elements_per_activation": sum(c["elements"] for c in copies) / activation}
 
 
@@ -164,7 +184,8 @@ def main():
     r = measure(args.channels, args.frames, args.latent, args.clips, args.repeats, cross_frame=args.cross_frame)
     print(f"motion module C={r['channels']} frames={r['frames']} latent={r['latent']}x{r['latent']} "
           f"clips={r['clips']} threads={r['threads']}: median {r['median_s'] * 1e3:.1f} ms, "
-          f"{r['flops'] / 1e9:.2f} GFLOP, {r['gflops_per_s']:.1f} GFLOP/s")
+          f"{r['flops'] / 1e9:.2f} GFLOP, {r['gflops_per_s']:.1f} GFLOP/s; its matrix products alone "
+          f"{r['gemm_floor_s'] * 1e3:.1f} ms: module / floor x{r['over_gemm_floor']:.3f}")
     print(f"copies ({len(r['copies'])}), {r['copied_elements_per_activation']:.2f} activation-sizes in total:")
     for c in r["copies"]:
         print(f"  {c['op']:18s} {c['shape']}")
