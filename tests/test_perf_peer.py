@@ -24,13 +24,16 @@ def models(bench, tiny_models):
     return bench.load_models(full=False)
 
 
-def test_spatial_unet_converted_by_diffusers_matches_the_host(bench, models, sd15):
+def test_spatial_unet_converted_by_diffusers_matches_the_host(bench, models, host):
+    # a UNet of its own, loaded as the benchmark loads it (the session's shared model may still hold
+    # another test's temporal layers: the host unpatches lazily)
+    hosted = bench.host_unet(host, models["unet_sd"])
     unet = bench.diffusers_unet(models)
     g = torch.Generator().manual_seed(0)
     x, context = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 768, generator=g)
     t = torch.tensor([500.0, 20.0])
     with torch.inference_mode():
-        ours = sd15.model.model.diffusion_model(x, t, context=context)
+        ours = hosted.model.diffusion_model(x, t, context=context)
         theirs = unet(x, t, encoder_hidden_states=context).sample
     assert (ours - theirs).abs().max().item() <= 1e-4 * ours.abs().max().item()
 
