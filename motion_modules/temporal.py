@@ -6,8 +6,10 @@ state dict loads with ``strict=True`` and the meta-device manifest test can comp
 Layout note: the host hands us ``(B*F, C, H, W)`` with frames contiguous per batch entry. Every op
 in the transformer except attention is per token, so after the GroupNorm we move to the
 ``(B*H*W, F, C)`` layout once, run the whole block there (attention over the frame axis is then a
-plain batched attention), and move back once at the end, inside the residual addition: two copies
-per module in total (checked with the profiler by benchmarks/temporal_layer.py).
+plain batched attention), and move back at the end inside the residual addition, which reads the
+strided view and writes the output it has to write anyway: one layout copy per module (two with
+cross-frame GroupNorm; checked with the profiler by tests/test_attention.py and
+benchmarks/temporal_layer.py).
 
 Layer classes: every Linear, LayerNorm and GroupNorm is built from an ``operations`` namespace
 (``.Linear``, ``.LayerNorm``, ``.GroupNorm``), as ComfyUI's own modules take ``operations=``. The default
