@@ -46,13 +46,7 @@ TINY_CHECKPOINT = os.path.join(MODELS, "checkpoints", "tiny_sd15.safetensors")
 TINY_MOTION = os.path.join(MODELS, "animatediff_models", "tiny_mm_v2.safetensors")
 LDM_PREFIX = "model.diffusion_model."
 
-# The real SD1.5 UNet, as the host detects it from a checkpoint.
-SD15_UNET = dict(
-    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-    channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
-    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1, context_dim=768,
-    num_heads=8, num_head_channels=-1, use_linear_in_transformer=False, use_spatial_transformer=True, legacy=False,
-    adm_in_channels=None, use_checkpoint=False, use_temporal_attention=False, use_temporal_resblock=False)
+from tools.make_tiny_models import SD15_CONFIG as SD15_UNET  # noqa: E402  (the real SD1.5 UNet)
 
 QUICK = dict(frames=16, size=64, steps=4, repeats=5, memory_size=128, memory_frames=[8, 16, 32, 64],
              load_repeats=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tools.make_tiny_models import motion_module_tensors
+from tools.make_tiny_models import SD15_CONFIG, SDXL_CONFIG, motion_module_tensors  # noqa: F401
 
 # A small AnimateDiff-format layout: two levels of 64 channels, v2-style mid block.
 SMALL_DOWN = [[64], [64]]
@@ -91,22 +91,6 @@ def domain_adapter_tensors(unet_config: dict, rank=8, seed=13, scale=0.05) -> di
                 out[base + ".down.weight"] = scale * torch.randn(rank, c_in, generator=g)
                 out[base + ".up.weight"] = scale * torch.randn(c, rank, generator=g)
     return out
-
-
-# Full-size UNet configs (as the host detects the real checkpoints), for meta-device models.
-SD15_CONFIG = dict(
-    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-    channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
-    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1, context_dim=768,
-    num_heads=8, num_head_channels=-1, use_linear_in_transformer=False, use_spatial_transformer=True, legacy=False,
-    adm_in_channels=None, use_checkpoint=False, use_temporal_attention=False, use_temporal_resblock=False)
-SDXL_CONFIG = dict(
-    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2],
-    channel_mult=[1, 2, 4], transformer_depth=[0, 0, 2, 2, 10, 10],
-    transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], transformer_depth_middle=10, context_dim=2048,
-    num_heads=-1, num_head_channels=64, use_linear_in_transformer=True, use_spatial_transformer=True, legacy=False,
-    adm_in_channels=2816, num_classes="sequential", use_checkpoint=False, use_temporal_attention=False,
-    use_temporal_resblock=False)
 
 
 def host_nodes(host):

@@ -40,6 +40,21 @@ TINY_UNET = dict(
     use_linear_in_transformer=False, use_spatial_transformer=True, legacy=False, adm_in_channels=None,
     use_checkpoint=False, use_temporal_attention=False, use_temporal_resblock=False,
 )
+# Full-size UNet configs, as the host detects the real checkpoints (for meta-device models in tests and
+# benchmarks).
+SD15_CONFIG = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
+    channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1, context_dim=768,
+    num_heads=8, num_head_channels=-1, use_linear_in_transformer=False, use_spatial_transformer=True, legacy=False,
+    adm_in_channels=None, use_checkpoint=False, use_temporal_attention=False, use_temporal_resblock=False)
+SDXL_CONFIG = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2],
+    channel_mult=[1, 2, 4], transformer_depth=[0, 0, 2, 2, 10, 10],
+    transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], transformer_depth_middle=10, context_dim=2048,
+    num_heads=-1, num_head_channels=64, use_linear_in_transformer=True, use_spatial_transformer=True, legacy=False,
+    adm_in_channels=2816, num_classes="sequential", use_checkpoint=False, use_temporal_attention=False,
+    use_temporal_resblock=False)
 # Per level, one motion module per ResBlock going down, one per output block going up.
 TINY_MOTION_DOWN = [[320], [320]]
 TINY_MOTION_MID = 320
@@ -109,11 +124,15 @@ def checkpoint_shapes(host: str) -> dict[str, tuple]:
 
 
 def make_checkpoint(host: str, path: str):
+    _write_checkpoint(checkpoint_shapes(host), path, SEED)
+
+
+def _write_checkpoint(shapes: dict, path: str, seed: int):
     from safetensors.torch import save_file
     tensors = {}
-    for key, shape in sorted(checkpoint_shapes(host).items()):
-        value = seeded_value(key, shape, SEED)
-        if key.endswith(("logit_scale",)):
+    for key, shape in sorted(shapes.items()):
+        value = seeded_value(key, shape, seed)
+        if key.endswith("logit_scale"):
             value = torch.tensor(4.6052)
         if key.endswith("vae_scale"):
             value = torch.tensor(1.0)
@@ -135,14 +154,7 @@ def sdxl_checkpoint_shapes(host: str) -> dict[str, tuple]:
 
 
 def make_sdxl_checkpoint(host: str, path: str):
-    from safetensors.torch import save_file
-    tensors = {}
-    for key, shape in sorted(sdxl_checkpoint_shapes(host).items()):
-        value = seeded_value(key, shape, SEED + 2)
-        if key.endswith("vae_scale"):
-            value = torch.tensor(1.0)
-        tensors[key] = value.to(torch.float16)
-    _atomic_save(save_file, tensors, path, {"generator": f"make_tiny_models v{GENERATOR_VERSION}"})
+    _write_checkpoint(sdxl_checkpoint_shapes(host), path, SEED + 2)
 
 
 def sdxl_motion_module_tensors() -> dict:
