@@ -225,10 +225,19 @@ class TemporalTransformer(nn.Module):
         self.proj_out = ops.Linear(channels, channels, **kw)
 
     def forward(self, x: torch.Tensor, frames: int, cross_frame_norm: bool = False,
-                scale: float = 1.0) -> torch.Tensor:
+                scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """``scale``: the strength of the temporal delta, a float for the whole clip or a 1-D tensor of
+        shape ``(frames,)`` with one strength per frame (the same for every batch entry)."""
         bf, c, h, w = x.shape
         if frames > self.pe_length:
             raise FrameLimitError(frames, self.pe_length)
+        per_frame = isinstance(scale, torch.Tensor)
+        if per_frame:
+            # Checked before any work, so a wrong schedule fails at once instead of after the block ran.
+            if scale.dim() != 1 or scale.shape[0] != frames:
+                raise ValueError(
+                    f"per-frame motion scale has shape {tuple(scale.shape)} but this clip has {frames} frames: "
+                    f"give a 1-D tensor of {frames} scales, one per frame (or a float for all frames)")
         batch, hw = bf // frames, h * w
         # GroupNorm through the module (so the host's weight casting applies), then
         # (b f) c h w -> (b h w) f c: the one copy on the way in.
@@ -246,7 +255,16 @@ class TemporalTransformer(nn.Module):
         # writes the output in x's layout: the one copy on the way out.
         delta = tokens.view(batch, hw, frames, c).permute(0, 2, 3, 1)
         residual = x.reshape(batch, frames, c, hw)
-        out = residual + delta if scale == 1.0 else torch.add(residual, delta, alpha=scale)
+        if per_frame:
+            # residual + delta * s in one pass (no delta-sized product), written in x's layout like the
+            # float paths. s is cast to delta's dtype, as addcmul needs one dtype: in fp32 this is exact;
+            # in fp16/bf16 each scale is rounded to that dtype first (float ``alpha`` is not).
+            s = scale.to(device=delta.device, dtype=delta.dtype).view(1, frames, 1, 1)
+            out = torch.addcmul(residual, delta, s)
+        elif scale == 1.0:
+            out = residual + delta
+        else:
+            out = torch.add(residual, delta, alpha=scale)
         return out.reshape(bf, c, h, w)
 
 
