@@ -21,18 +21,26 @@ class FrameContextError(RuntimeError):
 
 
 class FrameState:
-    """How many independent clips (cond/uncond chunks) the current UNet call carries."""
+    """What the current UNet call carries: how many independent clips (cond/uncond chunks), and,
+    when the motion strength is scheduled, one scale per frame of the call for each UNet side."""
 
     def __init__(self):
         self.chunks: int | None = None
+        self.side_scales: dict[str, torch.Tensor] | None = None
 
     @contextmanager
-    def model_call(self, chunks: int):
-        previous, self.chunks = self.chunks, chunks
+    def model_call(self, chunks: int, side_scales: dict[str, torch.Tensor] | None = None):
+        """``side_scales``: {"down"|"mid"|"up": (frames,) tensor} for this call's frames, or None for
+        the layers' own constant scale."""
+        previous = self.chunks, self.side_scales
+        self.chunks, self.side_scales = chunks, side_scales
         try:
             yield
         finally:
-            self.chunks = previous
+            self.chunks, self.side_scales = previous
+
+    def scale_for(self, side: str) -> torch.Tensor | None:
+        return None if self.side_scales is None else self.side_scales[side]
 
     def frames_for(self, batch: int, chunks: int) -> int:
         if batch % chunks:
@@ -54,18 +62,23 @@ class FrameState:
 
 
 class TemporalLayer(nn.Module):
-    """One motion module at one UNet position, with this application's settings."""
+    """One motion module at one UNet position ("down", "mid" or "up" side), with this application's
+    settings."""
 
-    def __init__(self, motion: MotionModule, state: FrameState, scale: float, cross_frame_norm: bool):
+    def __init__(self, motion: MotionModule, state: FrameState, scale: float, cross_frame_norm: bool,
+                 side: str = "down"):
         super().__init__()
         self.motion = motion
         self.state = state
         self.scale = float(scale)
         self.cross_frame_norm = cross_frame_norm
+        self.side = side
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = self.state.frames(x.shape[0])
-        return self.motion(x, frames, self.cross_frame_norm, self.scale)
+        scheduled = self.state.scale_for(self.side)
+        scale = self.scale if scheduled is None else scheduled * self.scale
+        return self.motion(x, frames, self.cross_frame_norm, scale)
 
 
 class CrossFrameGroupNorm(nn.Module):

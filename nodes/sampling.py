@@ -92,12 +92,15 @@ class AnimateSampler:
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                noise_type, seed_mode, context_options=None, freeinit_iterations=1, freeinit_filter="butterworth",
                freeinit_spatial_cutoff=0.25, freeinit_temporal_cutoff=0.25):
+        settings = comfy_host.SamplerSettings(seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
+                                              scheduler=scheduler, denoise=denoise, noise_type=noise_type,
+                                              seed_mode=seed_mode)
         freeinit = None
         if freeinit_iterations > 1:
-            freeinit = (freeinit_iterations, freeinit_filter, freeinit_spatial_cutoff, freeinit_temporal_cutoff)
-        samples = comfy_host.animate_sample(
-            model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
-            context_options, noise_type, seed_mode, freeinit)
+            freeinit = comfy_host.FreeInitOptions(freeinit_iterations, freeinit_filter, freeinit_spatial_cutoff,
+                                                  freeinit_temporal_cutoff)
+        samples = comfy_host.animate_sample(model, settings, positive, negative, latent_image, context_options,
+                                            freeinit)
         out = dict(latent_image)
         out["samples"] = samples
         return (out,)

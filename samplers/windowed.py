@@ -7,11 +7,13 @@ and per-clip statistics (cross-frame GroupNorm) never mix cond and uncond.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import torch
 
 from .context import ContextOptions
+
+Outputs = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
 def window_batch_index(window: list[int], frames: int, chunks: int) -> torch.Tensor:
@@ -28,29 +30,38 @@ def slice_batch(value, index: torch.Tensor | None, batch: int):
     return value
 
 
-def run_in_windows(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, chunks: int,
-                   options: ContextOptions, step: int, on_window: Callable[[int, int], None] | None = None):
+def run_in_windows(call: Callable[[torch.Tensor, torch.Tensor | None], Outputs], x: torch.Tensor, chunks: int,
+                   options: ContextOptions, step: int, on_window: Callable[[int, int], None] | None = None) -> Outputs:
     """``call(x_window, batch_index)`` for each window, fused by the options' weights.
 
-    With a single window covering every frame, ``call`` runs once on ``x`` itself, so the result is
-    bit-identical to a run without context windows.
+    ``call`` returns one tensor, or a list of tensors, batched like its input (chunk-major); the
+    result has the same structure, batched like ``x``. With a single window covering every frame,
+    ``call`` runs once on ``x`` itself with ``batch_index`` None, so the result is bit-identical to
+    a run without context windows.
     """
     frames = x.shape[0] // chunks
     windows = options.windows(frames, step)
     if len(windows) == 1 and windows[0] == list(range(frames)):
-        return call(x, torch.arange(x.shape[0]))
+        return call(x, None)
     total = torch.zeros(frames, dtype=torch.float32, device=x.device)
     fused = None
+    single = False
     for i, window in enumerate(windows):
         index = window_batch_index(window, frames, chunks).to(x.device)
         out = call(x[index], index)
-        weight = options.weights(window, frames).to(x.device)
+        single = isinstance(out, torch.Tensor)
+        outs = [out] if single else list(out)
+        weight = options.weights(window, frames).to(x.device).repeat(chunks)
         if fused is None:
-            fused = torch.zeros((x.shape[0],) + tuple(out.shape[1:]), dtype=torch.float32, device=out.device)
-        shape = (-1,) + (1,) * (out.ndim - 1)
-        fused.index_add_(0, index, out.float() * weight.repeat(chunks).view(shape))
-        total.index_add_(0, torch.tensor(window, device=x.device), weight)
+            fused = [torch.zeros((x.shape[0],) + tuple(o.shape[1:]), dtype=torch.float32, device=o.device) for o in outs]
+            dtypes = [o.dtype for o in outs]
+        for total_out, o in zip(fused, outs):
+            total_out.index_add_(0, index.to(o.device), o.float() * weight.to(o.device).view((-1,) + (1,) * (o.ndim - 1)))
+        total.index_add_(0, torch.tensor(window, device=x.device), weight[:len(window)])
         if on_window is not None:
             on_window(i + 1, len(windows))
-    shape = (-1,) + (1,) * (fused.ndim - 1)
-    return (fused / total.repeat(chunks).view(shape)).to(out.dtype)
+    results = []
+    for total_out, dtype in zip(fused, dtypes):
+        norm = total.repeat(chunks).to(total_out.device).view((-1,) + (1,) * (total_out.ndim - 1))
+        results.append((total_out / norm).to(dtype))
+    return results[0] if single else results

@@ -1,0 +1,185 @@
+"""The per-call runtime: what runs around every evaluation of an animated model.
+
+Current ComfyUI (wrappers): context windows are cut in a CALC_COND_BATCH wrapper, where the sampler
+evaluates conditionings, as ComfyUI's own context windows are: each window is a complete evaluation
+of its frames (ControlNet, masks, areas, hooks, per-frame prompts), fused afterwards. An APPLY_MODEL
+wrapper tells the temporal layers, per UNet call, how many cond/uncond clips the batch holds and
+which frames it covers. A PREPARE_SAMPLING wrapper sizes the host's memory estimate for one window.
+
+The 2024 host has none of these: one UNet function wrapper (``model_function_wrapper``, chained with
+any wrapper that was there before) cuts the UNet call into windows, with the ControlNet residuals cut
+to each window (its ControlNet runs once per step on the whole batch, before the wrapper is called),
+and a post-CFG function checks per-frame conditionings against the frame count.
+
+Nothing here replaces a host function: every hook is registered on the clone ApplyMotionModule made.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..motion_modules.temporal import FrameLimitError
+from ..motion_modules.unet_layers import FrameContextError
+from ..samplers import run_in_windows
+from . import capabilities
+from .animation import WINDOW_KEY, Animation, WindowFrames, animation_in
+from .conditioning import check_conditioning, cut_conds, cut_unet_conds
+
+PATCH_KEY = "animatediff"
+
+
+def install(patched):
+    """Register the runtime hooks on ``patched`` (a fresh clone holding an Animation record)."""
+    if capabilities.HOST.cond_batch_wrapper:
+        import comfy.patcher_extension as ext
+        patched.add_wrapper_with_key(ext.WrappersMP.CALC_COND_BATCH, PATCH_KEY, _calc_cond_batch_wrapper)
+        patched.add_wrapper_with_key(ext.WrappersMP.APPLY_MODEL, PATCH_KEY, _apply_model_wrapper)
+        patched.add_wrapper_with_key(ext.WrappersMP.PREPARE_SAMPLING, PATCH_KEY, _estimate_memory_per_window)
+        patched.add_callback_with_key(ext.CallbacksMP.ON_CLEANUP, PATCH_KEY, _drop_window_copies)
+    else:
+        patched.set_model_unet_function_wrapper(_UnetCallWindows(patched.model_options.get("model_function_wrapper")))
+        patched.set_model_sampler_post_cfg_function(_check_conditioning_post_cfg)
+
+
+def _chunks(transformer_options) -> int:
+    return len(transformer_options.get("cond_or_uncond") or [0])
+
+
+def step_index(transformer_options, sigma) -> int:
+    """Which sampling step this call belongs to, for schedules whose windows move every step."""
+    animation = animation_in(transformer_options)
+    if animation is not None and animation.progress is not None:
+        return animation.progress.step
+    sample_sigmas = transformer_options.get("sample_sigmas")
+    current = float(sigma.reshape(-1)[0]) if hasattr(sigma, "reshape") else float(sigma)
+    if sample_sigmas is not None:
+        return int((sample_sigmas.to("cpu").float() - current).abs().argmin())
+    return int(round(current * 1000))  # no schedule known (2024 host): any per-step integer will do
+
+
+def _needs_windows(animation: Animation, frames: int) -> bool:
+    context = animation.context
+    if context is None or frames <= context.context_length:
+        if frames > animation.frame_limit:
+            raise FrameLimitError(frames, animation.frame_limit)
+        return False
+    return True
+
+
+def _on_window(animation: Animation):
+    return animation.progress.window if animation.progress is not None else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Current ComfyUI: windows where conditionings are evaluated
+
+def _calc_cond_batch_wrapper(executor, model, conds, x_in, timestep, model_options):
+    options = model_options.get("transformer_options", {})
+    animation = animation_in(options)
+    frames = x_in.shape[0]
+    check_conditioning(conds, frames)
+    if animation is None or not _needs_windows(animation, frames):
+        return executor(model, conds, x_in, timestep, model_options)
+    step = step_index(options, timestep)
+
+    def window_call(x_window, index):
+        if index is None:
+            return executor(model, conds, x_window, timestep, model_options)
+        window = index.tolist()
+        window_options = dict(model_options, transformer_options=dict(options, **{
+            WINDOW_KEY: WindowFrames(tuple(window), frames)}))
+        return executor(model, cut_conds(conds, window, frames, model, animation.controls, step), x_window,
+                        timestep[index.to(timestep.device)] if timestep.ndim else timestep, window_options)
+
+    return run_in_windows(window_call, x_in, 1, animation.context, step, on_window=_on_window(animation))
+
+
+def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
+                         **kwargs):
+    animation = animation_in(transformer_options)
+    chunks = _chunks(transformer_options)
+    if x.shape[0] % chunks:
+        raise FrameContextError(f"batch of {x.shape[0]} latents cannot be split into {chunks} equal clips")
+    frames = x.shape[0] // chunks
+    if frames > animation.frame_limit:
+        raise FrameLimitError(frames, animation.frame_limit)
+    window = _window_frames(transformer_options, frames)
+    with animation.frames.model_call(chunks, animation.side_scales(window.indices, window.total)):
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+
+def _window_frames(transformer_options, frames: int) -> WindowFrames:
+    """The frames of this call: our window, else ComfyUI's own context window, else the whole clip."""
+    window = transformer_options.get(WINDOW_KEY)
+    if window is not None:
+        return window
+    native = transformer_options.get("context_window")
+    indices = getattr(native, "index_list", None)
+    if indices is not None and len(indices) == frames:
+        return WindowFrames(tuple(indices), int(getattr(native, "total_frames", 0) or max(indices) + 1))
+    return WindowFrames(tuple(range(frames)), frames)
+
+
+def _estimate_memory_per_window(executor, model, noise_shape, *args, **kwargs):
+    """Memory estimates for one window of frames, not the whole batch."""
+    animation = animation_in(model.model_options.get("transformer_options"))
+    context = animation.context if animation is not None else None
+    if context is not None and noise_shape[0] > context.context_length:
+        noise_shape = [context.context_length] + list(noise_shape[1:])
+    return executor(model, noise_shape, *args, **kwargs)
+
+
+def _drop_window_copies(patcher):
+    animation = animation_in(patcher.model_options.get("transformer_options"))
+    if animation is not None:
+        animation.controls.clear()
+
+
+# ----------------------------------------------------------------------------------------------
+# The 2024 host: windows inside the UNet function wrapper
+
+class _UnetCallWindows:
+    """model_function_wrapper for hosts without wrappers; calls any wrapper that was there before."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, apply_model, args):
+        x, c = args["input"], args["c"]
+        options = c.get("transformer_options", {})
+        animation = animation_in(options)
+        chunks = len(args["cond_or_uncond"])
+        if x.shape[0] % chunks:
+            raise FrameContextError(f"batch of {x.shape[0]} latents cannot be split into {chunks} equal clips")
+        frames = x.shape[0] // chunks
+
+        def call(x_part, index):
+            if index is None:
+                part, window = args, tuple(range(frames))
+            else:
+                window = tuple(index[:len(index) // chunks].tolist())
+                part_c = cut_unet_conds(c, index, x.shape[0])
+                part_c["transformer_options"] = dict(options, **{WINDOW_KEY: WindowFrames(window, frames)})
+                part = dict(args, input=x_part, timestep=cut_unet_conds({"t": args["timestep"]}, index, x.shape[0])["t"],
+                            c=part_c)
+            with animation.frames.model_call(chunks, animation.side_scales(window, frames)):
+                if self.inner is not None:
+                    return self.inner(apply_model, part)
+                return apply_model(part["input"], part["timestep"], **part["c"])
+
+        if not _needs_windows(animation, frames):
+            return call(x, None)
+        return run_in_windows(call, x, chunks, animation.context, step_index(options, args["timestep"]),
+                              on_window=_on_window(animation))
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def _check_conditioning_post_cfg(args):
+    """The 2024 host shows the sampler's conditionings to post-CFG functions only: checked there, on
+    the first step (its ControlNet has then run once, on the whole batch)."""
+    frames = args["input"].shape[0]
+    check_conditioning([args.get("cond"), args.get("uncond")], frames)
+    return args["denoised"]
+
