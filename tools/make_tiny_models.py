@@ -13,6 +13,21 @@
   level stays at 320 channels.
 * ``animatediff_models/tiny_mm_sdxl.safetensors``: an AnimateDiff-SDXL-layout motion module (6 down /
   9 up modules, no mid block, PE 32, fp16) for that UNet.
+* ``controlnet/tiny_controlnet_sd15.safetensors``: a ControlNet for the tiny SD1.5 UNet in the original
+  lllyasviel key format (``control_model.`` + the host's ``comfy.cldm.cldm.ControlNet`` names: time_embed,
+  input_hint_block, input_blocks, zero_convs.N.0, middle_block, middle_block_out.0), RGB hint. The zero
+  convs are seeded, not zero, scaled so that a hint visibly moves the UNet's output (strength 1 changes a
+  one-step eps on a 64x64 image by 0.29 on average, 1.3 at most, cfg 1, on both hosts). Its five residuals
+  (4 input blocks + middle) fit the tiny UNet exactly.
+* ``controlnet/tiny_t2i_adapter_sd15.safetensors``: a T2I-Adapter in the TencentARC SD1.5 key format
+  (``conv_in``, ``body.N.block1/block2/in_conv``; RGB hint, pixel-unshuffle 8, so conv_in has 192 inputs),
+  conv_in width 320, 1x1 ``block2`` and pooled downsampling (the loader reads both choices from the
+  file). The host's loader ties the widths to conv_in ([320, 640, 1280, 1280]) and lays the features out
+  for SD1.5's 12 input blocks: with the tiny UNet's 4 input blocks only the first feature (320 channels at
+  latent resolution) is popped, onto input block 2, the downsample, whose output has half the latent's
+  size. So the adapter fits without a shape-mismatch warning only on a 1x1 latent (an 8x8 hint); at any
+  larger size the host logs "control could not be applied" and skips it. See t2i_adapter_tensors. (The
+  loader also requires the 640/1280-channel levels that never reach the tiny UNet: 155 MB in fp16.)
 
 Random weights draw abstract moving patterns, not pictures; that is all the tests and the demo need.
 Run by ``scripts/setup.sh``; a stamp file makes re-runs instant.
@@ -29,7 +44,7 @@ import zlib
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SEED = 20241125
 
 # The UNet: SD1.5-detectable, as small as detection allows (spec comfyui-host.md §6.1).
@@ -72,6 +87,15 @@ TINY_SDXL_UNET = dict(
 # AnimateDiff-SDXL placement (spec §5.2): 2 modules per down level, 3 per up level, no mid block.
 TINY_SDXL_MOTION_DOWN = [[320, 320]] * 3
 TINY_SDXL_MOTION_UP = [[320] * 3] * 3
+
+# The ControlNet for TINY_UNET: RGB hint; zero convs scaled down from seeded_value's unit gain so that the
+# residuals are a visible, not explosive, change of the UNet's output.
+TINY_CONTROLNET_HINT_CHANNELS = 3
+TINY_CONTROLNET_ZERO_CONV_SCALE = 0.1
+# The T2I-Adapter (SD1.5 layout): conv_in width 320 (= the UNet's channels where its first feature lands),
+# RGB pixel-unshuffled by 8, 1x1 block2 convs and pooling downsamples to keep the file smaller.
+TINY_T2I_ADAPTER = dict(cin=3 * 8 * 8, channels=[320, 640, 1280, 1280], nums_rb=2, ksize=1, sk=True,
+                        use_conv=False, xl=False)
 
 
 def seeded_value(key: str, shape, seed: int) -> torch.Tensor:
@@ -180,6 +204,49 @@ def motion_module_tensors(down, mid, up, pe_length=32, seed=SEED + 1, dtype=torc
     return out
 
 
+def controlnet_tensors(host: str, seed: int = SEED + 4, zero_conv_scale: float = TINY_CONTROLNET_ZERO_CONV_SCALE,
+                       dtype=torch.float16) -> dict:
+    """A ControlNet for TINY_UNET in the original (lllyasviel) key format: ``control_model.`` + the names of
+    the host's ``comfy.cldm.cldm.ControlNet`` built on the meta device. Zero convs (``zero_convs.N.0`` and
+    ``middle_block_out.0``) are seeded too, times ``zero_conv_scale``."""
+    import_host(host)
+    from comfy.cldm.cldm import ControlNet
+    config = {k: v for k, v in TINY_UNET.items() if k != "out_channels"}
+    with torch.no_grad(), torch.device("meta"):
+        net = ControlNet(**config, hint_channels=TINY_CONTROLNET_HINT_CHANNELS, device="meta")
+    out = {}
+    for k, v in net.state_dict().items():
+        value = seeded_value("control_model." + k, v.shape, seed)
+        if k.startswith(("zero_convs.", "middle_block_out.")):
+            value = value * zero_conv_scale
+        out["control_model." + k] = value.to(dtype)
+    return out
+
+
+def t2i_adapter_tensors(host: str, seed: int = SEED + 5, dtype=torch.float16, **adapter) -> dict:
+    """A T2I-Adapter in the TencentARC key format (``conv_in.*``, ``body.N.*``), as the host's
+    ``comfy.controlnet.load_t2i_adapter`` recognises it, for ``TINY_T2I_ADAPTER`` updated by ``adapter``
+    (cin 256 or 768 makes the host read it as an SDXL adapter). Names and shapes come from the host's
+    ``comfy.t2i_adapter.adapter.Adapter`` on the meta device.
+
+    How the host applies it (both hosts): the SD1.5 adapter returns 12 input features, one per input block
+    of SD1.5's UNet, non-empty at blocks 2, 5, 8, 11 (widths c, 2c, 4c, 4c at 1, 1/2, 1/4, 1/8 of the
+    latent's size); the UNet pops one per input block. The tiny UNet has 4 input blocks (conv, ResBlock,
+    Downsample, ResBlock), so only feature 0 is used, on block 2, the Downsample: 320 channels at half the
+    latent's size. The shapes agree only for a 1x1 latent (c = 320); for any other size the host logs
+    "control could not be applied" and skips the residual. (An SDXL-layout adapter, cin 768, puts feature 0
+    on block 3 at a matching 320 x latent/2, but always sends a 4c = 1280-channel feature to the 320-channel
+    middle block, which logs the warning on every call.) The smallest UNet that takes this adapter at any
+    size: TINY_UNET with num_res_blocks [2, 1] (one more ResBlock and transformer at level 0), so that
+    block 2 is a full-resolution 320-channel ResBlock."""
+    import_host(host)
+    from comfy.t2i_adapter.adapter import Adapter
+    config = {**TINY_T2I_ADAPTER, **adapter}
+    with torch.no_grad(), torch.device("meta"):
+        net = Adapter(**config)
+    return {k: seeded_value(k, v.shape, seed).to(dtype) for k, v in net.state_dict().items()}
+
+
 def _atomic_save(save_file, tensors, path, metadata):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.partial"
@@ -199,6 +266,8 @@ def main():
     mm = os.path.join(args.out, "animatediff_models", "tiny_mm_v2.safetensors")
     sdxl = os.path.join(args.out, "checkpoints", "tiny_sdxl.safetensors")
     mm_sdxl = os.path.join(args.out, "animatediff_models", "tiny_mm_sdxl.safetensors")
+    cnet = os.path.join(args.out, "controlnet", "tiny_controlnet_sd15.safetensors")
+    t2i = os.path.join(args.out, "controlnet", "tiny_t2i_adapter_sd15.safetensors")
     from safetensors.torch import save_file
     meta = {"generator": f"make_tiny_models v{GENERATOR_VERSION}"}
     makers = {
@@ -207,6 +276,8 @@ def main():
                                                                     TINY_MOTION_UP), p, meta),
         sdxl: lambda p: make_sdxl_checkpoint(host, p),
         mm_sdxl: lambda p: _atomic_save(save_file, sdxl_motion_module_tensors(), p, meta),
+        cnet: lambda p: _atomic_save(save_file, controlnet_tensors(host), p, meta),
+        t2i: lambda p: _atomic_save(save_file, t2i_adapter_tensors(host), p, meta),
     }
     try:
         current = json.load(open(stamp_path)) == stamp
