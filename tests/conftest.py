@@ -48,7 +48,8 @@ def tiny_models():
     mm = os.path.join(MODELS, "animatediff_models", "tiny_mm_v2.safetensors")
     if not (os.path.exists(ckpt) and os.path.exists(mm)):
         pytest.skip("tiny models not generated (run scripts/setup.sh)")
-    return types.SimpleNamespace(dir=MODELS, checkpoint=ckpt, motion_module=mm)
+    return types.SimpleNamespace(dir=MODELS, checkpoint=ckpt, motion_module=mm,
+                                 controlnet=os.path.join(MODELS, "controlnet"))
 
 
 @pytest.fixture(scope="session")
