@@ -23,7 +23,7 @@ from ..motion_modules.unet_layers import FrameContextError
 from ..samplers import run_in_windows
 from . import capabilities
 from .animation import WINDOW_KEY, Animation, WindowFrames, animation_in
-from .conditioning import check_conditioning, cut_conds, cut_unet_conds
+from .conditioning import ConditioningError, check_conditioning, cut_conds, cut_unet_conds
 
 PATCH_KEY = "animatediff"
 
@@ -73,11 +73,23 @@ def _on_window(animation: Animation):
 # ----------------------------------------------------------------------------------------------
 # Current ComfyUI: windows where conditionings are evaluated
 
+NATIVE_WINDOWS_ADVICE = (
+    " ComfyUI's own context windows (the Context Windows node) are cutting this clip: they do not cut "
+    "ControlNet hints, per-frame prompts or the motion scale schedule to each window. Remove that node and "
+    "connect the pack's Context Scheduler to Apply Motion Module (or AnimateSampler) instead.")
+
+
 def _calc_cond_batch_wrapper(executor, model, conds, x_in, timestep, model_options):
     options = model_options.get("transformer_options", {})
     animation = animation_in(options)
     frames = x_in.shape[0]
-    check_conditioning(conds, frames)
+    native_windows = model_options.get("context_handler") is not None and "context_window" in options
+    try:
+        check_conditioning(conds, frames)
+    except ConditioningError as error:
+        raise ConditioningError(str(error) + NATIVE_WINDOWS_ADVICE) if native_windows else error
+    if native_windows and animation is not None and animation.motion_scale is not None:
+        raise ConditioningError("a motion scale schedule is set." + NATIVE_WINDOWS_ADVICE)
     if animation is None or not _needs_windows(animation, frames):
         return executor(model, conds, x_in, timestep, model_options)
     step = step_index(options, timestep)
@@ -109,15 +121,10 @@ def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, contro
 
 
 def _window_frames(transformer_options, frames: int) -> WindowFrames:
-    """The frames of this call: our window, else ComfyUI's own context window, else the whole clip."""
+    """The frames of this call: our context window, else the whole clip (ComfyUI's own context windows
+    are only allowed without a motion scale schedule, for which the frames do not matter)."""
     window = transformer_options.get(WINDOW_KEY)
-    if window is not None:
-        return window
-    native = transformer_options.get("context_window")
-    indices = getattr(native, "index_list", None)
-    if indices is not None and len(indices) == frames:
-        return WindowFrames(tuple(indices), int(getattr(native, "total_frames", 0) or max(indices) + 1))
-    return WindowFrames(tuple(range(frames)), frames)
+    return window if window is not None else WindowFrames(tuple(range(frames)), frames)
 
 
 def _estimate_memory_per_window(executor, model, noise_shape, *args, **kwargs):
