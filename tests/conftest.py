@@ -6,6 +6,9 @@ Three levels of test:
   into it as a package, the way ComfyUI does;
 * end-to-end tests (fixture ``server``) start a real ComfyUI server on a loopback port.
 
+Each test is marked by the level it needs (from the fixtures it uses): ``pure``, ``host``, ``e2e`` or
+``browser``; ``pytest -m pure`` runs the tests that need no ComfyUI at all.
+
 The host is the one scripts/setup.sh prepared, or the one ``COMFYUI_DIR`` names. Host tests are
 skipped only when no host is present at all.
 """
@@ -33,6 +36,16 @@ def host_dir() -> str | None:
     except OSError:
         return None
     return path if os.path.isfile(os.path.join(path, "main.py")) else None
+
+
+LEVELS = (("browser", {"browser", "frontend"}), ("e2e", {"server"}), ("host", {"host"}))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        level = next((name for name, needs in LEVELS if fixtures & needs), "pure")
+        item.add_marker(getattr(pytest.mark, level))
 
 
 @pytest.fixture(scope="session")
