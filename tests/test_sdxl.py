@@ -199,3 +199,34 @@ def test_full_size_configs_are_what_the_host_detects(host, family):
     detected = comfy.model_detection.model_config_from_unet_config(
         comfy.model_detection.detect_unet_config(state, "model.diffusion_model."))
     assert type(detected) is {"SD1.5": comfy.supported_models.SD15, "SDXL": comfy.supported_models.SDXL}[family]
+
+
+def test_per_frame_prompts_and_pooled_output_in_context_windows(host, sdxl, sdxl_motion):
+    """SDXL's per-frame conditioning (token embeddings and pooled output, as prompt travel makes them) is cut
+    to each window: with the batched schedule, windows equal each half sampled alone."""
+    frames, half = 8, 4
+    animated = host.host_module.apply_motion_model(sdxl.model, sdxl_motion, 1.0, None)
+    windowed = host.host_module.set_context_options(
+        animated, host.pack.samplers.ContextOptions(context_length=half, overlap=0, schedule="batched"))
+    g = torch.Generator().manual_seed(17)
+    tokens, pooled = torch.randn(frames, 8, 2048, generator=g), torch.randn(frames, 1280, generator=g)
+    negative = [[torch.randn(1, 8, 2048, generator=g), {"pooled_output": torch.randn(1, 1280, generator=g)}]]
+    noise = torch.randn(frames, 4, 8, 8, generator=g)
+
+    def run(model, part):
+        positive = [[tokens[part], {"pooled_output": pooled[part]}]]
+        n = noise[part]
+        with torch.inference_mode():
+            return host.comfy.sample.sample(model, n, 1, 6.0, "euler", "normal", positive, negative,
+                                            torch.zeros_like(n), seed=1, disable_pbar=True)
+
+    in_windows = run(windowed, slice(None))
+    alone = torch.cat([run(animated, slice(0, half)), run(animated, slice(half, frames))])
+    assert (in_windows - alone).abs().max() <= 1e-4
+    # The pooled output matters: the same clip with one pooled vector for all frames differs.
+    pooled_one = pooled[:1].expand(frames, -1).clone()
+    with torch.inference_mode():
+        other = host.comfy.sample.sample(windowed, noise, 1, 6.0, "euler", "normal",
+                                         [[tokens, {"pooled_output": pooled_one}]], negative, torch.zeros_like(noise),
+                                         seed=1, disable_pbar=True)
+    assert (other - in_windows).abs().max() > 1e-4
