@@ -1,6 +1,6 @@
 """Node declarations. Each node is a thin layer over the pure packages and comfy_host."""
 
-from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule
+from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule, MotionScaleSchedule
 from .sampling import AnimateSampler, ContextScheduler
 from .video import VideoCombine
 from .video_in import LoadVideoFrames
@@ -8,6 +8,7 @@ from .video_in import LoadVideoFrames
 NODE_CLASS_MAPPINGS = {
     "LoadMotionModule": LoadMotionModule,
     "ApplyMotionModule": ApplyMotionModule,
+    "MotionScaleSchedule": MotionScaleSchedule,
     "LoadMotionLoRA": LoadMotionLoRA,
     "ContextScheduler": ContextScheduler,
     "AnimateSampler": AnimateSampler,
@@ -18,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "LoadMotionModule": "Load Motion Module",
     "ApplyMotionModule": "Apply Motion Module",
+    "MotionScaleSchedule": "Motion Scale Schedule",
     "LoadMotionLoRA": "Load Motion LoRA",
     "ContextScheduler": "Context Scheduler",
     "AnimateSampler": "Animate Sampler",

@@ -1,12 +1,30 @@
-"""LoadMotionModule, ApplyMotionModule and LoadMotionLoRA: thin declarations over motion_modules/ and comfy_host."""
+"""LoadMotionModule, ApplyMotionModule, MotionScaleSchedule and LoadMotionLoRA: thin declarations over
+motion_modules/, samplers/ and comfy_host."""
+
+import math
 
 from .. import comfy_host
 from ..motion_modules import (BETA_SCHEDULES, GROUPNORM_AS_TRAINED, GROUPNORM_MODES, apply_motion_lora,
                               load_motion_lora, load_motion_model)
+from ..samplers import INTERPOLATIONS, KeyframeError, parse_value_keyframes
+from ..samplers import MotionScaleSchedule as Schedule
 
 AUTOSELECT = "autoselect"
 MODEL_OWN = "use model's own"
 CATEGORY = "AnimateDiff"
+MOTION_SCALE_RANGE = (0.0, 10.0)  # motion_scale, keyframed scales and side multipliers alike
+# The frame count is not known where a schedule is built: keyframes are parsed against this bound, and
+# checked against the animation's real frame count when it is sampled (MotionScaleSchedule.frame_scales).
+SCHEDULE_FRAME_BOUND = 100_000
+
+
+def _check_scale(node: str, name: str, value, what: str) -> float:
+    """``value`` as a float, or a clear error naming the input: raw API prompts skip the widget's range."""
+    lo, hi = MOTION_SCALE_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise ValueError(f"{node}: {name} is {value!r}; expected a finite number from {lo:g} to {hi:g} ({what})")
+    return float(value)
 
 
 class LoadMotionModule:
@@ -68,10 +86,20 @@ class ApplyMotionModule:
             "context_options": ("CONTEXT_OPTIONS", {
                 "tooltip": "From ContextScheduler: run the animation in sliding windows, so any sampler (KSampler, "
                            "KSamplerAdvanced, SamplerCustom) can make it longer than the module's frame limit."}),
+            # Last: widgets of saved workflows keep their order.
+            "scale_schedule": ("MOTION_SCALE_SCHEDULE", {
+                "tooltip": "From Motion Scale Schedule: the temporal layers' strength per frame and per UNet side. "
+                           "Each frame gets motion_scale x its scheduled value x the side's multiplier; frames are "
+                           "counted in the whole animation, also inside context windows."}),
         }}
 
     def apply(self, model, motion_model, motion_scale, beta_schedule, groupnorm=GROUPNORM_AS_TRAINED,
-              context_options=None):
+              context_options=None, scale_schedule=None):
+        motion_scale = _check_scale("Apply Motion Module", "motion_scale", motion_scale,
+                                    "1.0 = the module as trained, 0.0 = off")
+        if scale_schedule is not None and not isinstance(scale_schedule, Schedule):
+            raise ValueError(f"Apply Motion Module: scale_schedule must come from a Motion Scale Schedule node, "
+                             f"got {type(scale_schedule).__name__}")
         if beta_schedule == AUTOSELECT:
             schedule = motion_model.format.beta_schedule
         elif beta_schedule == MODEL_OWN:
@@ -81,7 +109,62 @@ class ApplyMotionModule:
         patched = comfy_host.apply_motion_model(model, motion_model, motion_scale, schedule, groupnorm)
         if context_options is not None:
             patched = comfy_host.set_context_options(patched, context_options)
+        if scale_schedule is not None:
+            # Keyframes past the animation's end are reported when it is sampled (the frame count is
+            # known only then), before the first UNet evaluation, by MotionScaleSchedule.frame_scales.
+            patched = comfy_host.set_motion_scale_schedule(patched, scale_schedule)
         return (patched,)
+
+
+class MotionScaleSchedule:
+    DESCRIPTION = ("The motion module's strength over time: keyframed scales per frame, blended between "
+                   "keyframes, times a multiplier per UNet side. Connect to Apply Motion Module (scale_schedule); "
+                   "each frame's strength is motion_scale x schedule(frame) x side multiplier.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("MOTION_SCALE_SCHEDULE",)
+    RETURN_NAMES = ("scale_schedule",)
+    OUTPUT_TOOLTIPS = ("The schedule, for Apply Motion Module's scale_schedule input.",)
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        lo, hi = MOTION_SCALE_RANGE
+        side = ("Multiplies the scale of the motion modules in the UNet's {} (0 switches them off, 1 leaves "
+                "them as scheduled).")
+        return {"required": {
+            "keyframes": ("STRING", {
+                "default": "0: 1.0", "multiline": True,
+                "tooltip": "FRAME: SCALE pairs separated by commas or new lines, e.g. '0: 1.0, 16: 0.6, 31: 1.2'. "
+                           "Frames count from 0 in the whole animation; scales are 0 to 10. Frames before the first "
+                           "keyframe and after the last hold its scale. A keyframe past the animation's last frame "
+                           "is an error when sampling."}),
+            "interpolation": (list(INTERPOLATIONS), {
+                "default": "linear",
+                "tooltip": "How frames between keyframes are blended: linear; ease_in_out (smoothstep: slow at "
+                           "both ends of each change); hold (a step at each keyframe)."}),
+            "down": ("FLOAT", {"default": 1.0, "min": lo, "max": hi, "step": 0.01,
+                               "tooltip": side.format("down blocks")}),
+            "mid": ("FLOAT", {"default": 1.0, "min": lo, "max": hi, "step": 0.01,
+                              "tooltip": side.format("mid block (the coarsest level; v1 and v3 modules have none)")}),
+            "up": ("FLOAT", {"default": 1.0, "min": lo, "max": hi, "step": 0.01,
+                             "tooltip": side.format("up blocks")}),
+        }}
+
+    def build(self, keyframes, interpolation, down, mid, up):
+        node = "Motion Scale Schedule"
+        if not isinstance(keyframes, str):
+            raise ValueError(f"{node}: keyframes must be text such as '0: 1.0, 16: 0.6', got "
+                             f"{type(keyframes).__name__}")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"{node}: interpolation is {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
+        sides = {name: _check_scale(node, name, value, f"multiplier for the UNet's {name} side")
+                 for name, value in (("down", down), ("mid", mid), ("up", up))}
+        lo, hi = MOTION_SCALE_RANGE
+        try:
+            pairs = parse_value_keyframes(keyframes, SCHEDULE_FRAME_BOUND, lo, hi)
+        except KeyframeError as error:
+            raise KeyframeError(f"{node}: keyframes: {error}") from None
+        return (Schedule(keyframes=pairs, interpolation=interpolation, **sides),)
 
 
 class LoadMotionLoRA:
