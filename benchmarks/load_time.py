@@ -27,8 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPEC = os.path.join(os.path.dirname(ROOT), "shared", "spec")
-MANIFEST = os.path.join(SPEC, "manifests", "animatediff_v2_sd15.json")
+MANIFEST = os.path.join(ROOT, "tests", "data", "manifests", "animatediff_v2_sd15.json")
 
 
 def random_v2_tensors(manifest: str = MANIFEST, seed: int = 0) -> dict:

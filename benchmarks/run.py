@@ -153,7 +153,8 @@ def diffusers_unet(models: dict):
 
 def diffusers_adapter(models: dict):
     """MotionAdapter holding the motion module's weights, renamed by diffusers' own converter (the
-    renames of spec §3.8; pos_embed.pe is computed by diffusers: the same sinusoidal table)."""
+    renames of docs/motion-module-formats.md §3.8; pos_embed.pe is computed by diffusers: the same
+    sinusoidal table)."""
     from diffusers import MotionAdapter
     from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
     motion = convert_animatediff_checkpoint_to_diffusers(models["motion_tensors"])

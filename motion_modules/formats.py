@@ -1,6 +1,6 @@
 """Recognising a motion-module checkpoint from its keys and shapes (never its file name).
 
-See ``shared/spec/motion-module-formats.md`` §2, §3 and §6. Three key layouts exist:
+See ``docs/motion-module-formats.md`` §2, §3 and §6. Three key layouts exist:
 
 * AnimateDiff (``…motion_modules.j.temporal_transformer.…``): v1, v2, v3, SDXL beta, AnimateLCM,
   AnimateDiff-Lightning ``_comfyui`` files;
@@ -38,7 +38,7 @@ SD15_UP = [[1280] * 3, [1280] * 3, [640] * 3, [320] * 3]
 SDXL_DOWN = [[320, 320], [640, 640], [1280, 1280]]
 SDXL_UP = [[1280] * 3, [640] * 3, [320] * 3]
 
-# Keys of one module relative to `temporal_transformer.`, without PE (spec §1.1).
+# Keys of one module relative to `temporal_transformer.`, without PE (docs/motion-module-formats.md §1.1).
 MODULE_KEYS_NO_PE = (
     ["norm.weight", "norm.bias", "proj_in.weight", "proj_in.bias", "proj_out.weight", "proj_out.bias",
      "transformer_blocks.0.ff.net.0.proj.weight", "transformer_blocks.0.ff.net.0.proj.bias",
@@ -65,7 +65,8 @@ class BetaSchedule:
         return self.label
 
 
-# ComfyUI "sqrt_linear" is diffusers "linear", which AnimateDiff SD1.5 was trained with (spec §7).
+# ComfyUI "sqrt_linear" is diffusers "linear", which AnimateDiff SD1.5 was trained with
+# (docs/motion-module-formats.md §7).
 SQRT_LINEAR_AD = BetaSchedule("sqrt_linear", 0.00085, 0.012, "sqrt_linear (AnimateDiff)")
 LINEAR_AD_SDXL = BetaSchedule("linear", 0.00085, 0.020, "linear (AnimateDiff-SDXL)")
 LINEAR_DEFAULT = BetaSchedule("linear", 0.00085, 0.012, "linear (SD default)")  # also HotShot-XL's
@@ -337,10 +338,12 @@ def _classify(layout, family, down, mid, up, pe_length, source, notes) -> Motion
                             beta_schedule=beta, notes=notes, layout=layout)
 
     if layout == LAYOUT_HOTSHOT:
-        # Same module math as v1-v3 (per-frame); its UNet's ResNet GroupNorms span frames (spec §3.5).
+        # Same module math as v1-v3 (per-frame); its UNet's ResNet GroupNorms span frames
+        # (docs/motion-module-formats.md §3.5).
         return make("HotShot-XL", "hotshot-xl", pe_length or 24, False, True, LINEAR_DEFAULT)
     if layout == LAYOUT_DIFFUSERS:
-        # diffusers' AnimateDiffTransformer3D normalises across frames for every adapter (spec §3.8).
+        # diffusers' AnimateDiffTransformer3D normalises across frames for every adapter
+        # (docs/motion-module-formats.md §3.8).
         beta = LINEAR_AD_SDXL if family == "SDXL" else SQRT_LINEAR_AD
         what = f"{family}, {'with' if mid else 'no'} mid block"
         if not pe_length:
@@ -351,11 +354,12 @@ def _classify(layout, family, down, mid, up, pe_length, source, notes) -> Motion
     if family == "SDXL":
         if not pe_length:
             notes.append("no positional encoding stored; computed for 32 frames")
-        # The sdxl branch applies GroupNorm to the 5-D tensor: statistics span frames (spec §3.4).
+        # The sdxl branch applies GroupNorm to the 5-D tensor: statistics span frames
+        # (docs/motion-module-formats.md §3.4).
         return make("AnimateDiff SDXL beta", "sdxl-beta", pe_length or 32, True, False, LINEAR_AD_SDXL)
     if mid:
         if not pe_length:
-            # AnimateLCM stores no PE; its code hard-codes 64 (spec §3.6).
+            # AnimateLCM stores no PE; its code hard-codes 64 (docs/motion-module-formats.md §3.6).
             return make("AnimateLCM", "animatelcm", 64, False, False, LCM)
         notes.append("AnimateDiff-Lightning *_comfyui files have this same layout (distilled from v2); "
                      "they cannot be told apart by their keys")

@@ -1,4 +1,4 @@
-"""Motion LoRAs (AnimateDiff v2 MotionLoRA format, spec §3.9).
+"""Motion LoRAs (AnimateDiff v2 MotionLoRA format, docs/motion-module-formats.md §3.9).
 
 Keys: ``<module>.transformer_blocks.0.attention_blocks.{0,1}.processor.{to_q,to_k,to_v,to_out}_lora.{down,up}.weight``
 with ``down [r, C_in]`` and ``up [C_out, r]``; no alpha. ``to_out`` targets ``to_out.0`` (some files

@@ -106,8 +106,8 @@ class MotionModel:
                 delta = strength * (up.to(torch.float32) @ down.to(torch.float32))
                 deltas[target] = delta if target not in deltas else deltas[target] + delta
         for target, delta in deltas.items():
-            # Merged in fp32 from the weights as loaded, then cast once (spec §3.9), on the device where
-            # the other weights of this dtype are.
+            # Merged in fp32 from the weights as loaded, then cast once (docs/motion-module-formats.md
+            # §3.9), on the device where the other weights of this dtype are.
             device = state[target].device
             merged = original[target].to(device=device, dtype=torch.float32) + delta.to(device)
             state[target] = merged.to(dtype)

@@ -1,4 +1,4 @@
-"""The AnimateDiff temporal layer ("motion module"), written from the math in the format spec.
+"""The AnimateDiff temporal layer ("motion module"), written from the math of docs/motion-module-formats.md §4.
 
 Pure torch: no ComfyUI import. Parameter names reproduce the original checkpoints' key names, so a
 state dict loads with ``strict=True`` and the meta-device manifest test can compare every key.

@@ -22,7 +22,7 @@ import types
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPEC = os.path.join(os.path.dirname(ROOT), "shared", "spec")
+DATA = os.path.join(ROOT, "tests", "data")  # reference vectors and manifests (tests/data/README.md)
 MODELS = os.path.join(ROOT, ".cache", "models")
 sys.path.insert(0, ROOT)
 
@@ -49,10 +49,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def spec_dir():
-    if not os.path.isdir(SPEC):
-        pytest.skip("shared/spec is not beside this checkout")
-    return SPEC
+def reference_data():
+    """tests/data: outputs of the original AnimateDiff code (vectors/) and the published files' key
+    manifests (manifests/), part of the repository."""
+    return DATA
 
 
 @pytest.fixture(scope="session")

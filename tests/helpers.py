@@ -36,7 +36,8 @@ def in_layout(ad_tensors: dict, layout: str) -> dict:
 
 
 def vector_module_tensors(vector: dict, down, mid, up, pe: bool = True) -> dict:
-    """An AnimateDiff-format state dict in which every module holds the spec vector's 64-channel weights."""
+    """An AnimateDiff-format state dict in which every module holds the reference vector's 64-channel
+    weights (tests/data/vectors)."""
     weights = {k[len("weights."):]: v for k, v in vector.items() if k.startswith("weights.")}
     if not pe:
         weights = {k: v for k, v in weights.items() if not k.endswith("pos_encoder.pe")}
@@ -66,7 +67,7 @@ def motion_lora_tensors(down, mid, up, rank=4, seed=11, to_out="to_out", scale=0
 
 def domain_adapter_tensors(unet_config: dict, rank=8, seed=13, scale=0.05) -> dict:
     """A spatial LoRA in the AnimateDiff v3 domain-adapter key format (diffusers UNet names, processor
-    LoRA, spec §3.10) for every spatial transformer of an LDM UNet config."""
+    LoRA, docs/motion-module-formats.md §3.10) for every spatial transformer of an LDM UNet config."""
     g = torch.Generator().manual_seed(seed)
     ch, ctx = unet_config["model_channels"], unet_config["context_dim"]
     mult, res = unet_config["channel_mult"], unet_config["num_res_blocks"]

@@ -46,21 +46,21 @@ MANIFESTS = {
 LORA_MANIFESTS = {"derived_v2_motion_lora_rank64.json", "derived_v3_sd15_adapter_lora_rank128.json"}
 
 
-def load_manifest(spec_dir, name):
-    return json.load(open(os.path.join(spec_dir, "manifests", name)))
+def load_manifest(reference_data, name):
+    return json.load(open(os.path.join(reference_data, "manifests", name)))
 
 
-def test_every_manifest_is_covered(spec_dir):
-    names = set(os.listdir(os.path.join(spec_dir, "manifests"))) - {"INDEX.json"}
+def test_every_manifest_is_covered(reference_data):
+    names = set(os.listdir(os.path.join(reference_data, "manifests"))) - {"INDEX.json"}
     assert names == set(MANIFESTS) | LORA_MANIFESTS
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS)
-def test_manifest_conformance(spec_dir, manifest):
+def test_manifest_conformance(reference_data, manifest):
     """The loader accepts exactly the real keys and shapes, names the format, and builds modules whose
     state dict round-trips to the file's keys and shapes."""
     name, version, family, pe_length, pe_stored, count, cross_motion, cross_unet, beta, layout = MANIFESTS[manifest]
-    shapes = load_manifest(spec_dir, manifest)
+    shapes = load_manifest(reference_data, manifest)
     motion = motion_model_from_tensors(manifest_tensors(shapes, torch.float16), source=manifest)
     fmt = motion.format
     assert (fmt.name, fmt.version, fmt.family, fmt.pe_length, fmt.pe_stored, fmt.module_count) == \
@@ -81,11 +81,11 @@ def test_manifest_conformance(spec_dir, manifest):
         assert text in info
 
 
-def test_lightning_note_and_animatelcm_pe(spec_dir):
+def test_lightning_note_and_animatelcm_pe(reference_data):
     lightning = motion_model_from_tensors(
-        manifest_tensors(load_manifest(spec_dir, "derived_animatediff_lightning_comfyui.json")), "l.safetensors")
+        manifest_tensors(load_manifest(reference_data, "derived_animatediff_lightning_comfyui.json")), "l.safetensors")
     assert "AnimateDiff-Lightning" in lightning.summary()
-    lcm = motion_model_from_tensors(manifest_tensors(load_manifest(spec_dir, "derived_animatelcm_sd15_t2v.json")),
+    lcm = motion_model_from_tensors(manifest_tensors(load_manifest(reference_data, "derived_animatelcm_sd15_t2v.json")),
                                     "lcm.ckpt")
     assert "positional encoding not stored in the file; computed" in lcm.summary()
 
@@ -106,7 +106,8 @@ def test_other_layouts_give_the_same_modules(tmp_path, layout):
 
 
 VECTOR_CASES = {
-    # layout, structure, expected vector: the GroupNorm each format was trained with (spec §4.2)
+    # layout, structure, expected vector: the GroupNorm each format was trained with
+    # (docs/motion-module-formats.md §4.2)
     "v2 (per-frame)": (LAYOUT_AD, SD15_STRUCT_DOWN, 64, SD15_STRUCT_UP, "temporal_block_tiny.safetensors"),
     "v3 (per-frame)": (LAYOUT_AD, SD15_STRUCT_DOWN, None, SD15_STRUCT_UP, "temporal_block_tiny.safetensors"),
     "SDXL beta (cross-frame)": (LAYOUT_AD, SDXL_STRUCT_DOWN, None, SDXL_STRUCT_UP,
@@ -123,15 +124,15 @@ VECTOR_CASES = {
 
 
 @pytest.mark.parametrize("case", VECTOR_CASES)
-def test_each_format_runs_the_math_it_was_trained_with(spec_dir, tmp_path, case):
-    """A file of each format whose modules hold the spec vector's weights reproduces the ORIGINAL
+def test_each_format_runs_the_math_it_was_trained_with(reference_data, tmp_path, case):
+    """A file of each format whose modules hold the reference vector's weights reproduces the ORIGINAL
     code's output for that format ("as trained" GroupNorm), through the loader and the UNet layer."""
     layout, down, mid, up, vector_name = VECTOR_CASES[case]
-    vectors = os.path.join(spec_dir, "vectors")
+    vectors = os.path.join(reference_data, "vectors")
     weights = load_file(os.path.join(vectors, "temporal_block_tiny.safetensors"))
     expected = load_file(os.path.join(vectors, vector_name))
     tensors = vector_module_tensors(weights, down, mid, up, pe="AnimateLCM" not in case)
-    if layout == LAYOUT_HOTSHOT:  # HotShot stores 24 positions (spec §3.5)
+    if layout == LAYOUT_HOTSHOT:  # HotShot stores 24 positions (docs/motion-module-formats.md §3.5)
         tensors = {k: v[:, :24].contiguous() if k.endswith("pos_encoder.pe") else v for k, v in tensors.items()}
     path = str(tmp_path / "mm.safetensors")
     save_file(in_layout(tensors, layout), path)
@@ -316,15 +317,15 @@ def test_diffusers_unet_given_as_motion_module(tmp_path):
         load_motion_model(path)
 
 
-def test_domain_adapter_manifest_given_as_motion_module(spec_dir):
-    shapes = load_manifest(spec_dir, "derived_v3_sd15_adapter_lora_rank128.json")
+def test_domain_adapter_manifest_given_as_motion_module(reference_data):
+    shapes = load_manifest(reference_data, "derived_v3_sd15_adapter_lora_rank128.json")
     with pytest.raises(CheckpointError, match=r"v3_sd15_adapter.ckpt is not a motion module: it is a spatial LoRA "
                                               r".*Apply it to the MODEL with the host's LoraLoader node"):
         motion_model_from_tensors(manifest_tensors(shapes), "v3_sd15_adapter.ckpt")
 
 
-def test_motion_lora_manifest_given_as_motion_module(spec_dir):
-    shapes = load_manifest(spec_dir, "derived_v2_motion_lora_rank64.json")
+def test_motion_lora_manifest_given_as_motion_module(reference_data):
+    shapes = load_manifest(reference_data, "derived_v2_motion_lora_rank64.json")
     with pytest.raises(CheckpointError, match="v2_lora_ZoomIn.ckpt is not a motion module: it is a motion LoRA.*"
                                               "Load Motion LoRA node"):
         motion_model_from_tensors(manifest_tensors(shapes), "v2_lora_ZoomIn.ckpt")

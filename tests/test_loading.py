@@ -17,9 +17,9 @@ SD15_MANIFESTS = {"animatediff_v1_sd15.json": ("v1", 24, False, 20),
 
 
 @pytest.mark.parametrize("manifest,expected", SD15_MANIFESTS.items())
-def test_real_manifest_keys_and_shapes(spec_dir, manifest, expected):
+def test_real_manifest_keys_and_shapes(reference_data, manifest, expected):
     version, pe_length, has_mid, count = expected
-    shapes = json.load(open(os.path.join(spec_dir, "manifests", manifest)))
+    shapes = json.load(open(os.path.join(reference_data, "manifests", manifest)))
     fmt = detect_format(manifest_tensors(shapes), source=manifest)
     assert (fmt.version, fmt.family, fmt.pe_length, bool(fmt.mid), fmt.module_count) == \
         (version, "SD1.5", pe_length, has_mid, count)

@@ -36,7 +36,7 @@ def run(modules, x, frames=4):
 
 
 def analytic(base: dict, lora_tensors: dict, strength: float) -> dict:
-    """W + strength * (up @ down), in fp32, written from the spec's rule (not from our code)."""
+    """W + strength * (up @ down), in fp32, written from the rule of docs/motion-module-formats.md §3.9 (not from our code)."""
     out = dict(base)
     for key, down in lora_tensors.items():
         if not key.endswith(".down.weight"):
@@ -153,8 +153,8 @@ def test_v1_warning_without_mid_note(caplog):
     assert "mid-block" not in patched.summary()
 
 
-def test_real_rank64_manifest_on_real_v2_and_v3_layouts(spec_dir):
-    manifests = os.path.join(spec_dir, "manifests")
+def test_real_rank64_manifest_on_real_v2_and_v3_layouts(reference_data):
+    manifests = os.path.join(reference_data, "manifests")
     shapes = json.load(open(os.path.join(manifests, "derived_v2_motion_lora_rank64.json")))
     loaded = motion_lora_from_tensors(manifest_tensors(shapes, torch.float32), "v2_lora_PanLeft.ckpt")
     assert loaded.ranks == [64] and len(loaded.pairs) == 21 * 8
@@ -209,8 +209,8 @@ def test_motion_module_given_as_lora(tmp_path):
         load_motion_lora(path)
 
 
-def test_spatial_loras_given_as_motion_lora(spec_dir, tmp_path):
-    shapes = json.load(open(os.path.join(spec_dir, "manifests", "derived_v3_sd15_adapter_lora_rank128.json")))
+def test_spatial_loras_given_as_motion_lora(reference_data, tmp_path):
+    shapes = json.load(open(os.path.join(reference_data, "manifests", "derived_v3_sd15_adapter_lora_rank128.json")))
     with pytest.raises(CheckpointError, match="v3_sd15_adapter.ckpt is not a motion LoRA: it holds no temporal "
                                               r".*domain adapter.*Apply it to the MODEL with the host's LoraLoader"):
         motion_lora_from_tensors(manifest_tensors(shapes), "v3_sd15_adapter.ckpt")

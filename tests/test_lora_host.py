@@ -132,13 +132,13 @@ def test_domain_adapter_works_with_the_hosts_lora_loader(host, sd15, motion, ada
     assert not sd15.model.patches
 
 
-def test_real_adapter_manifest_maps_onto_a_real_sd15_unet(host, spec_dir):
+def test_real_adapter_manifest_maps_onto_a_real_sd15_unet(host, reference_data):
     """Every one of the 256 tensors of v3_sd15_adapter.ckpt (its manifest) lands on an SD1.5 UNet weight
     of the right shape through the host's own LoRA key map."""
     import comfy.lora
     import comfy.model_base
     import comfy.supported_models
-    shapes = json.load(open(os.path.join(spec_dir, "manifests", "derived_v3_sd15_adapter_lora_rank128.json")))
+    shapes = json.load(open(os.path.join(reference_data, "manifests", "derived_v3_sd15_adapter_lora_rank128.json")))
     # Our generator follows the same naming: for the real SD1.5 config it writes exactly these keys.
     ours = domain_adapter_tensors(dict(SD15_CONFIG), rank=128)
     assert {k: list(v.shape) for k, v in ours.items()} == shapes

@@ -39,7 +39,7 @@ def test_spatial_unet_converted_by_diffusers_matches_the_host(bench, models, hos
 
 
 def test_motion_adapter_converted_by_diffusers_matches_ours(bench, models, host, tiny_models):
-    """diffusers' AnimateDiffTransformer3D normalises across frames (spec §3.8): so does ours in that
+    """diffusers' AnimateDiffTransformer3D normalises across frames (docs/motion-module-formats.md §3.8): so does ours in that
     mode, and the converted weights then give the same output."""
     adapter = bench.diffusers_adapter(models)
     motion = host.motion_modules.load_motion_model(tiny_models.motion_module)

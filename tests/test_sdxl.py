@@ -172,9 +172,9 @@ def real_size_model(host, family):
     ("animatediff_sdxl_v10_beta.json", "SDXL", "SD1.5"),
     ("hotshot_xl_temporal_layers.json", "SDXL", "SD1.5"),
 ])
-def test_real_sd15_and_sdxl_mismatch_messages(host, spec_dir, manifest, module_family, unet_family):
+def test_real_sd15_and_sdxl_mismatch_messages(host, reference_data, manifest, module_family, unet_family):
     import json
-    shapes = json.load(open(os.path.join(spec_dir, "manifests", manifest)))
+    shapes = json.load(open(os.path.join(reference_data, "manifests", manifest)))
     motion = host.motion_modules.motion_model_from_tensors(manifest_tensors(shapes), source=manifest)
     model = real_size_model(host, unet_family)
     with pytest.raises(ValueError) as e:

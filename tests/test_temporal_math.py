@@ -1,4 +1,4 @@
-"""Our temporal layer against outputs of the ORIGINAL AnimateDiff code (shared/spec/vectors)."""
+"""Our temporal layer against outputs of the ORIGINAL AnimateDiff code (tests/data/vectors)."""
 
 import os
 
@@ -12,8 +12,8 @@ from motion_modules.unet_layers import CrossFrameGroupNorm, FrameState, Temporal
 VECTORS = {"temporal_block_tiny.safetensors": False, "temporal_block_tiny_crossframe_gn.safetensors": True}
 
 
-def load_vector(spec_dir, name):
-    data = load_file(os.path.join(spec_dir, "vectors", name))
+def load_vector(reference_data, name):
+    data = load_file(os.path.join(reference_data, "vectors", name))
     weights = {k[len("weights."):]: v for k, v in data.items() if k.startswith("weights.")}
     module = MotionModule(64, 32)
     module.load_state_dict(weights, strict=True)
@@ -21,31 +21,31 @@ def load_vector(spec_dir, name):
 
 
 @pytest.mark.parametrize("name,cross_frame", VECTORS.items())
-def test_matches_original_code(spec_dir, name, cross_frame):
-    module, data = load_vector(spec_dir, name)
+def test_matches_original_code(reference_data, name, cross_frame):
+    module, data = load_vector(reference_data, name)
     with torch.no_grad():
         out = module(data["input_bf"], frames=8, cross_frame_norm=cross_frame)
     assert (out - data["expected_output_bf"]).abs().max().item() <= 1e-4
 
 
-def test_groupnorm_mode_matters(spec_dir):
+def test_groupnorm_mode_matters(reference_data):
     """The two vectors differ a lot, so matching each one really checks the GroupNorm mode."""
-    module, data = load_vector(spec_dir, "temporal_block_tiny.safetensors")
+    module, data = load_vector(reference_data, "temporal_block_tiny.safetensors")
     with torch.no_grad():
         wrong = module(data["input_bf"], frames=8, cross_frame_norm=True)
     assert (wrong - data["expected_output_bf"]).abs().max().item() > 0.5
 
 
-def test_intermediate_after_groupnorm(spec_dir):
-    module, data = load_vector(spec_dir, "temporal_block_tiny.safetensors")
+def test_intermediate_after_groupnorm(reference_data):
+    module, data = load_vector(reference_data, "temporal_block_tiny.safetensors")
     tt = module.temporal_transformer
     from motion_modules import group_norm
     got = group_norm(data["input_bf"], 8, tt.norm.weight, tt.norm.bias, cross_frame=False)
     assert (got - data["debug.after_groupnorm"]).abs().max().item() <= 1e-5
 
 
-def test_positional_encoding_table(spec_dir):
-    module, data = load_vector(spec_dir, "temporal_block_tiny.safetensors")
+def test_positional_encoding_table(reference_data):
+    module, data = load_vector(reference_data, "temporal_block_tiny.safetensors")
     stored = data["weights.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"]
     # sin/cos of the same fp32 arguments differ by one ulp between torch builds, so a recomputed
     # table is checked to 1e-6 and a module built from a file keeps the file's own values exactly.
@@ -55,8 +55,8 @@ def test_positional_encoding_table(spec_dir):
     assert torch.equal(sinusoidal_table(24, 64), sinusoidal_table(32, 64)[:, :24])
 
 
-def test_scale_zero_is_identity_and_scale_is_linear(spec_dir):
-    module, data = load_vector(spec_dir, "temporal_block_tiny.safetensors")
+def test_scale_zero_is_identity_and_scale_is_linear(reference_data):
+    module, data = load_vector(reference_data, "temporal_block_tiny.safetensors")
     x = data["input_bf"]
     state = FrameState()
     with torch.no_grad(), state.model_call(2):
@@ -66,9 +66,9 @@ def test_scale_zero_is_identity_and_scale_is_linear(spec_dir):
     assert torch.allclose(half, 0.5 * full, atol=1e-5)
 
 
-def test_chunks_are_independent_clips(spec_dir):
+def test_chunks_are_independent_clips(reference_data):
     """cond and uncond batched together give exactly what they give in separate calls."""
-    module, data = load_vector(spec_dir, "temporal_block_tiny_crossframe_gn.safetensors")
+    module, data = load_vector(reference_data, "temporal_block_tiny_crossframe_gn.safetensors")
     x = data["input_bf"]  # 2 clips of 8 frames
     state = FrameState()
     layer = TemporalLayer(module, state, 1.0, True)

@@ -47,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATOR_VERSION = 4
 SEED = 20241125
 
-# The UNet: SD1.5-detectable, as small as detection allows (spec comfyui-host.md §6.1).
+# The UNet: SD1.5-detectable, as small as detection allows (docs/comfyui-host.md §6.1).
 TINY_UNET = dict(
     image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1, 1],
     channel_mult=[1, 1], transformer_depth=[1, 1], transformer_depth_output=[1, 1, 1, 1],
@@ -84,7 +84,7 @@ TINY_SDXL_UNET = dict(
     legacy=False, adm_in_channels=2816, num_classes="sequential", use_checkpoint=False,
     use_temporal_attention=False, use_temporal_resblock=False,
 )
-# AnimateDiff-SDXL placement (spec §5.2): 2 modules per down level, 3 per up level, no mid block.
+# AnimateDiff-SDXL placement (docs/motion-module-formats.md §5.2): 2 modules per down level, 3 per up level, no mid block.
 TINY_SDXL_MOTION_DOWN = [[320, 320]] * 3
 TINY_SDXL_MOTION_UP = [[320] * 3] * 3
 
@@ -122,7 +122,7 @@ def import_host(host: str):
     import comfy.options
     comfy.options.enable_args_parsing(False) if hasattr(comfy.options, "enable_args_parsing") else None
     import comfy.cli_args
-    comfy.cli_args.args.cpu = True  # before model_management is imported (comfyui-host.md §5.4)
+    comfy.cli_args.args.cpu = True  # before model_management is imported (docs/comfyui-host.md §5.4)
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from comfy import sd1_clip
     from comfy.taesd.taesd import TAESD
