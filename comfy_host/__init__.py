@@ -9,6 +9,7 @@ One job per file:
 * ``patching`` — animated clones: apply a motion module, context options, motion-scale schedule;
 * ``runtime`` — the per-call runtime: context windows and frame state around every evaluation;
 * ``conditioning`` — conditionings checked against the frame count and cut to each window;
+* ``errors`` — the pack's errors handed to the host as builtin types (what the user reads);
 * ``prompts`` — prompt travel through the host's CLIP;
 * ``sampling`` — AnimateSampler.
 

@@ -12,6 +12,9 @@ to each window (its ControlNet runs once per step on the whole batch, before the
 and a post-CFG function checks per-frame conditionings against the frame count.
 
 Nothing here replaces a host function: every hook is registered on the clone ApplyMotionModule made.
+The host calls each hook directly, so each hands this pack's errors to it as builtin types
+(comfy_host/errors.py): the temporal layers' frame-limit errors, raised inside the UNet call, leave
+through the APPLY_MODEL wrapper (current ComfyUI) or the UNet function wrapper (2024 host).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..samplers import run_in_windows
 from . import capabilities
 from .animation import WINDOW_KEY, Animation, WindowFrames, animation_in
 from .conditioning import ConditioningError, check_conditioning, cut_conds, cut_unet_conds
+from .errors import plain_errors
 
 PATCH_KEY = "animatediff"
 
@@ -79,6 +83,7 @@ NATIVE_WINDOWS_ADVICE = (
     "connect the pack's Context Scheduler to Apply Motion Module (or AnimateSampler) instead.")
 
 
+@plain_errors
 def _calc_cond_batch_wrapper(executor, model, conds, x_in, timestep, model_options):
     options = model_options.get("transformer_options", {})
     animation = animation_in(options)
@@ -106,6 +111,7 @@ def _calc_cond_batch_wrapper(executor, model, conds, x_in, timestep, model_optio
     return run_in_windows(window_call, x_in, 1, animation.context, step, on_window=_on_window(animation))
 
 
+@plain_errors
 def _apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
                          **kwargs):
     animation = animation_in(transformer_options)
@@ -127,6 +133,7 @@ def _window_frames(transformer_options, frames: int) -> WindowFrames:
     return window if window is not None else WindowFrames(tuple(range(frames)), frames)
 
 
+@plain_errors
 def _estimate_memory_per_window(executor, model, noise_shape, *args, **kwargs):
     """Memory estimates for one window of frames, not the whole batch."""
     animation = animation_in(model.model_options.get("transformer_options"))
@@ -151,6 +158,7 @@ class _UnetCallWindows:
     def __init__(self, inner):
         self.inner = inner
 
+    @plain_errors
     def __call__(self, apply_model, args):
         x, c = args["input"], args["c"]
         options = c.get("transformer_options", {})
@@ -183,6 +191,7 @@ class _UnetCallWindows:
         return self
 
 
+@plain_errors
 def _check_conditioning_post_cfg(args):
     """The 2024 host shows the sampler's conditionings to post-CFG functions only: checked there, on
     the first step (its ControlNet has then run once, on the whole batch)."""

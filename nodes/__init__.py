@@ -1,5 +1,6 @@
 """Node declarations. Each node is a thin layer over the pure packages and comfy_host."""
 
+from ..comfy_host.errors import plain_node_errors
 from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule, MotionScaleSchedule
 from .sampling import AnimateSampler, ContextScheduler
 from .video import VideoCombine
@@ -26,3 +27,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VideoCombine": "Video Combine",
     "LoadVideoFrames": "Load Video (frames)",
 }
+
+# A node that fails shows "ValueError: <message>" in ComfyUI, not this pack's module path before the
+# message (comfy_host/errors.py).
+for _node_class in NODE_CLASS_MAPPINGS.values():
+    plain_node_errors(_node_class)

@@ -28,7 +28,12 @@ class PromptRejected(RuntimeError):
 
 
 class ExecutionFailed(RuntimeError):
-    pass
+    """A node failed while the prompt ran; ``details`` is the server's execution_error message (node_id,
+    node_type, exception_type, exception_message, traceback, ...), empty for an interruption."""
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details or {}
 
 
 def default_host_dir() -> str:
@@ -158,7 +163,8 @@ class ComfyClient:
                         on_progress(data["value"], data["max"], data.get("node"))
                     elif event["type"] == "execution_error":
                         raise ExecutionFailed(f"{data.get('node_type')} (node {data.get('node_id')}) failed: "
-                                              f"{data.get('exception_type')}: {data.get('exception_message')}")
+                                              f"{data.get('exception_type')}: {data.get('exception_message')}",
+                                              data)
                     elif event["type"] == "execution_interrupted":
                         raise ExecutionFailed("execution was interrupted")
                     elif event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
