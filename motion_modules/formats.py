@@ -265,6 +265,12 @@ def analyse(tensors: dict[str, torch.Tensor], source: str = "checkpoint", config
     lora = [k for k in key_map.values() if "lora" in k.lower()]
     if lora:
         raise CheckpointError(f"{source} is not a motion module: {_misfiled_kind(lora)}.")
+    embedding = next((k for k in tensors if k.startswith("controlnet_cond_embedding.")), None)
+    if embedding is not None:
+        raise CheckpointError(
+            f"{source} is not a motion module: it is a SparseCtrl (AnimateDiff v3 sparse ControlNet; found "
+            f"'{embedding}' beside its motion modules). Put it in models/controlnet and load it with the Load "
+            f"SparseCtrl node.")
     if "conv_in.weight" in tensors:
         raise CheckpointError(
             f"{source}: a PIA (image-to-video) motion module: it needs a 9-channel conv_in in the UNet, "

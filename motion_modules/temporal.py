@@ -184,13 +184,16 @@ class FeedForward(nn.Module):
 
 
 class TemporalTransformerBlock(nn.Module):
-    def __init__(self, channels: int, pe_length: int, pe_stored: bool, device=None, dtype=None, operations=None):
+    def __init__(self, channels: int, pe_length: int, pe_stored: bool, device=None, dtype=None, operations=None,
+                 attention_blocks: int = 2):
         super().__init__()
         ops = operations or TorchOperations
         kw = {"device": device, "dtype": dtype}
+        # Two self-attentions in every motion module; one in SparseCtrl's (motion_modules/sparse_control.py).
         self.attention_blocks = nn.ModuleList(
-            [TemporalSelfAttention(channels, pe_length, pe_stored, operations=ops, **kw) for _ in range(2)])
-        self.norms = nn.ModuleList([ops.LayerNorm(channels, eps=LAYERNORM_EPS, **kw) for _ in range(2)])
+            [TemporalSelfAttention(channels, pe_length, pe_stored, operations=ops, **kw)
+             for _ in range(attention_blocks)])
+        self.norms = nn.ModuleList([ops.LayerNorm(channels, eps=LAYERNORM_EPS, **kw) for _ in range(attention_blocks)])
         self.ff = FeedForward(channels, operations=ops, **kw)
         self.ff_norm = ops.LayerNorm(channels, eps=LAYERNORM_EPS, **kw)
 
@@ -210,7 +213,7 @@ class TemporalTransformer(nn.Module):
     """One motion module's ``temporal_transformer``: GN -> proj_in -> block -> proj_out, plus residual."""
 
     def __init__(self, channels: int, pe_length: int, pe_stored: bool = True, device=None, dtype=None,
-                 operations=None):
+                 operations=None, attention_blocks: int = 2):
         super().__init__()
         if channels % GROUPNORM_GROUPS or channels % HEADS:
             raise ValueError(f"motion module width {channels} must be divisible by {GROUPNORM_GROUPS} and {HEADS}")
@@ -221,7 +224,8 @@ class TemporalTransformer(nn.Module):
         self.norm = ops.GroupNorm(GROUPNORM_GROUPS, channels, eps=GROUPNORM_EPS, affine=True, **kw)
         self.proj_in = ops.Linear(channels, channels, **kw)
         self.transformer_blocks = nn.ModuleList(
-            [TemporalTransformerBlock(channels, pe_length, pe_stored, operations=ops, **kw)])
+            [TemporalTransformerBlock(channels, pe_length, pe_stored, operations=ops, attention_blocks=attention_blocks,
+                                      **kw)])
         self.proj_out = ops.Linear(channels, channels, **kw)
 
     def forward(self, x: torch.Tensor, frames: int, cross_frame_norm: bool = False,
@@ -282,9 +286,10 @@ class MotionModule(nn.Module):
     """The unit stored as ``<block>.motion_modules.<j>`` in checkpoints."""
 
     def __init__(self, channels: int, pe_length: int, pe_stored: bool = True, device=None, dtype=None,
-                 operations=None):
+                 operations=None, attention_blocks: int = 2):
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(channels, pe_length, pe_stored, device, dtype, operations)
+        self.temporal_transformer = TemporalTransformer(channels, pe_length, pe_stored, device, dtype, operations,
+                                                        attention_blocks)
 
     def forward(self, x, frames, cross_frame_norm=False, scale=1.0):
         return self.temporal_transformer(x, frames, cross_frame_norm, scale)

@@ -28,6 +28,9 @@
   size. So the adapter fits without a shape-mismatch warning only on a 1x1 latent (an 8x8 hint); at any
   larger size the host logs "control could not be applied" and skips it. See t2i_adapter_tensors. (The
   loader also requires the 640/1280-channel levels that never reach the tiny UNet: 155 MB in fp16.)
+* ``controlnet/tiny_sparsectrl_rgb.safetensors`` / ``tiny_sparsectrl_scribble.safetensors``: SparseCtrl
+  (AnimateDiff v3's sparse ControlNet) for the tiny SD1.5 UNet in the original key layout, RGB (latent
+  condition) and scribble (image condition). See sparsectrl_tensors.
 
 Random weights draw abstract moving patterns, not pictures; that is all the tests and the demo need.
 Run by ``scripts/setup.sh``; a stamp file makes re-runs instant.
@@ -44,7 +47,7 @@ import zlib
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 SEED = 20241125
 
 # The UNet: SD1.5-detectable, as small as detection allows (docs/comfyui-host.md §6.1).
@@ -247,6 +250,33 @@ def t2i_adapter_tensors(host: str, seed: int = SEED + 5, dtype=torch.float16, **
     return {k: seeded_value(k, v.shape, seed).to(dtype) for k, v in net.state_dict().items()}
 
 
+def sparsectrl_tensors(mode: str, seed: int = SEED + 6, zero_conv_scale: float = TINY_CONTROLNET_ZERO_CONV_SCALE,
+                       dtype=torch.float16) -> dict:
+    """A SparseCtrl for TINY_UNET in the original AnimateDiff key layout (docs/sparsectrl.md): two levels of
+    320 channels with one ResNet + spatial transformer + motion module each, a mid block, PE 32 stored;
+    ``mode`` "rgb" (simplified embedding, 4 latent channels + mask) or "scribble" (the released encoder
+    widths 16/32/96/256, 3 image channels + mask). Its 4 down residuals and the mid one fit the tiny UNet's
+    input blocks. The released file's zero-initialised convs (the residual convs, the condition embedding's
+    output) are seeded here; the residual convs times ``zero_conv_scale``."""
+    sys.path.insert(0, ROOT)
+    from motion_modules.sparse_control import SparseCtrlFormat, expected_keys
+    from motion_modules.temporal import sinusoidal_table
+    fmt = SparseCtrlFormat(mode=mode, channels=(320, 320), layers_per_block=1, attention=(True, True),
+                           motion=(True, True), condition_channels=4 if mode == "rgb" else 3,
+                           embedding=None if mode == "rgb" else (16, 32, 96, 256), context_dim=768, pe_length=32,
+                           pe_stored=True)
+    out = {}
+    for key, shape in expected_keys(fmt).items():
+        if key.endswith("pos_encoder.pe"):
+            value = sinusoidal_table(shape[1], shape[2])
+        else:
+            value = seeded_value(f"{mode}.{key}", shape, seed)
+            if key.startswith(("controlnet_down_blocks.", "controlnet_mid_block.")) and len(shape) > 1:
+                value = value * zero_conv_scale
+        out[key] = value.to(dtype)
+    return out
+
+
 def _atomic_save(save_file, tensors, path, metadata):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.partial"
@@ -268,6 +298,8 @@ def main():
     mm_sdxl = os.path.join(args.out, "animatediff_models", "tiny_mm_sdxl.safetensors")
     cnet = os.path.join(args.out, "controlnet", "tiny_controlnet_sd15.safetensors")
     t2i = os.path.join(args.out, "controlnet", "tiny_t2i_adapter_sd15.safetensors")
+    sparse_rgb = os.path.join(args.out, "controlnet", "tiny_sparsectrl_rgb.safetensors")
+    sparse_scribble = os.path.join(args.out, "controlnet", "tiny_sparsectrl_scribble.safetensors")
     from safetensors.torch import save_file
     meta = {"generator": f"make_tiny_models v{GENERATOR_VERSION}"}
     makers = {
@@ -278,6 +310,8 @@ def main():
         mm_sdxl: lambda p: _atomic_save(save_file, sdxl_motion_module_tensors(), p, meta),
         cnet: lambda p: _atomic_save(save_file, controlnet_tensors(host), p, meta),
         t2i: lambda p: _atomic_save(save_file, t2i_adapter_tensors(host), p, meta),
+        sparse_rgb: lambda p: _atomic_save(save_file, sparsectrl_tensors("rgb"), p, meta),
+        sparse_scribble: lambda p: _atomic_save(save_file, sparsectrl_tensors("scribble"), p, meta),
     }
     try:
         current = json.load(open(stamp_path)) == stamp
