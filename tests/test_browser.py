@@ -37,7 +37,7 @@ ARTIFACTS = os.path.join(ROOT, "artifacts")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-UI_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, "workflows", "*.json")) if not p.endswith("_api.json"))
+UI_FILES = sorted(p for p in glob.glob(os.path.join(wf.EXAMPLES, "*.json")) if not p.endswith("_api.json"))
 
 pytestmark = [
     pytest.mark.skipif(sync_playwright is None,

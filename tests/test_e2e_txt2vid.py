@@ -11,13 +11,11 @@ from safetensors.torch import save_file
 
 from tools.comfy_server import ExecutionFailed
 from tools.demo import tiny_prompt
-from tools.workflow import ui_to_api
-
-WORKFLOWS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows")
+from tools.workflow import example_path, ui_to_api
 
 
 def load(name):
-    with open(os.path.join(WORKFLOWS, name)) as f:
+    with open(example_path(name)) as f:
         return json.load(f)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 
@@ -154,7 +156,7 @@ def test_ui_workflow_with_overrides(server, tmp_path):
 def test_api_workflow_with_an_uploaded_video(server, tmp_path):
     from tests.test_workflows import make_clip
     clip = make_clip(tmp_path / "my clip.mp4", frames=12, rate=8, size=(80, 48))
-    result = run(os.path.join(ROOT, "workflows", "vid2vid_api.json"), *TINY, "KSampler.steps=2",
+    result = run(wf.example_path("vid2vid_api.json"), *TINY, "KSampler.steps=2",
                  "LoadVideoFrames.frame_load_cap=5", "LoadVideoFrames.custom_width=0", "--input", clip,
                  "--server", server.url, "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
@@ -209,7 +211,7 @@ def test_starts_its_own_host_when_no_server_is_given(tiny_models, tmp_path):
     from tests.conftest import host_dir
     if host_dir() is None:
         pytest.skip("no ComfyUI host (run scripts/setup.sh or set COMFYUI_DIR)")
-    result = run(os.path.join(ROOT, "workflows", "txt2vid_api.json"), *TINY, "4.width=64", "4.height=64",
+    result = run(wf.example_path("txt2vid_api.json"), *TINY, "4.width=64", "4.height=64",
                  "4.batch_size=3", "7.steps=1", "9.format=image/gif", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "starting the local ComfyUI headless" in result.stderr
@@ -217,3 +219,111 @@ def test_starts_its_own_host_when_no_server_is_given(tiny_models, tmp_path):
     assert image.format == "GIF" and len(frames) == 3
     assert not [d for d in os.listdir(os.path.join(ROOT, ".cache")) if d.startswith("run-server-")], \
         "the runner's server folder was left behind"
+
+
+# ---------------------------------------------------------------------------------------------
+# Options in any order, and README's examples as written
+
+def test_options_and_overrides_in_any_order():
+    from tools.run_workflow import parse_args
+    for argv in (["w.json", "KSampler.steps=3", "--server", "http://h", "--input", "c.mp4", "7.cfg=2", "--out", "o"],
+                 ["--server", "http://h", "w.json", "--input", "c.mp4", "--out", "o", "KSampler.steps=3", "7.cfg=2"],
+                 ["w.json", "--out", "o", "KSampler.steps=3", "--server", "http://h", "7.cfg=2", "--input", "c.mp4"]):
+        args = parse_args(argv)
+        assert (args.workflow, args.assignments, args.server, args.input, args.out) == (
+            "w.json", ["KSampler.steps=3", "7.cfg=2"], "http://h", ["c.mp4"], "o"), argv
+
+
+def test_downloads_never_replace_an_earlier_file(tmp_path):
+    from tools.run_workflow import save_new
+    first = save_new(str(tmp_path / "txt2vid_00001.webp"), b"one")
+    second = save_new(str(tmp_path / "txt2vid_00001.webp"), b"two")
+    assert (os.path.basename(first), os.path.basename(second)) == ("txt2vid_00001.webp", "txt2vid_00001_2.webp")
+    assert open(first, "rb").read() == b"one" and open(second, "rb").read() == b"two"
+
+
+def readme_runner_commands() -> list[str]:
+    """The tools/run_workflow.py command lines of README's "Running workflows headless" section, as a
+    user copies them (continuation lines joined)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("## Running workflows headless", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip().startswith(".venv/bin/python tools/run_workflow.py"):
+                commands.append(line.strip())
+    return commands
+
+
+def test_readme_examples_parse():
+    from tools.run_workflow import parse_args
+    commands = readme_runner_commands()
+    assert len(commands) >= 2, commands
+    for command in commands:
+        argv = shlex.split(command)[2:]
+        args = parse_args(argv)
+        assert os.path.isfile(os.path.join(ROOT, args.workflow)), command
+        for text in args.assignments:
+            wf.parse_assignment(text)
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A working folder that looks like the repository root to a command copied from README (its
+    .venv, tools, workflows and .cache are the repository's own), so that relative paths work and
+    outputs land in the folder, not in the repository."""
+    if not os.path.exists(os.path.join(ROOT, ".venv", "bin", "python")):
+        pytest.skip("no .venv (run scripts/setup.sh)")
+    folder = tmp_path / "checkout"
+    folder.mkdir()
+    for name in (".venv", "tools", "workflows", ".cache"):
+        os.symlink(os.path.join(ROOT, name), folder / name)
+    return folder
+
+
+def run_as_written(command: str, cwd, timeout=900):
+    return subprocess.run(shlex.split(command), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_readme_example_against_a_running_server(server, tiny_models, checkout):
+    """README's first example, word for word but for the server's address. The server holds the tiny
+    models under the real models' names the workflow uses."""
+    from safetensors.torch import load_file
+    import torch
+    from tests.test_workflows import make_clip
+    (command,) = [c for c in readme_runner_commands() if "--server" in c]
+    ckpt = os.path.join(server.models_dir, "checkpoints", "v1-5-pruned-emaonly.safetensors")
+    if not os.path.lexists(ckpt):
+        os.symlink(tiny_models.checkpoint, ckpt)
+    mm = os.path.join(server.models_dir, "animatediff_models", "mm_sd_v15_v2.ckpt")
+    if not os.path.exists(mm):
+        torch.save(load_file(tiny_models.motion_module), mm)
+    make_clip(checkout / "my_clip.mp4", frames=6, rate=8, size=(64, 48))
+    url = re.search(r"--server (\S+)", command)[1]
+    result = run_as_written(command.replace(url, server.url), checkout)
+    assert result.returncode == 0, result.stderr
+    (path,) = result.stdout.split()
+    assert path.startswith("renders/") and os.path.isfile(checkout / path)
+    assert "uploaded my_clip.mp4" in result.stderr
+    image, frames = frames_of(checkout / path)
+    assert len(frames) == 6 and image.size[0] == 512
+    prompt = json.loads(image.getexif()[0x0110].split(":", 1)[1])
+    assert prompt["8"]["inputs"]["denoise"] == 0.5
+    assert prompt["2"]["inputs"]["text"] == "an oil painting of a dancer"
+
+
+def test_readme_example_with_its_own_host(tiny_models, checkout):
+    """README's second example, word for word: it starts the local host, and its output goes to
+    workflow_output/ of the folder it runs in."""
+    from tests.conftest import host_dir
+    if host_dir() is None:
+        pytest.skip("no ComfyUI host (run scripts/setup.sh or set COMFYUI_DIR)")
+    (command,) = [c for c in readme_runner_commands() if "--server" not in c]
+    result = run_as_written(command, checkout)
+    assert result.returncode == 0, result.stderr
+    assert "starting the local ComfyUI headless" in result.stderr
+    (path,) = result.stdout.split()
+    assert path.startswith("workflow_output/")
+    image, frames = frames_of(checkout / path)
+    assert image.size == (128, 128) and len(frames) == 16

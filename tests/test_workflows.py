@@ -1,10 +1,12 @@
-"""Every workflow file in workflows/, checked against the running host and run end to end.
+"""Every example workflow (workflows/ and workflows/api/), checked against the running host and run end to end.
 
 Generic over the folder: a workflow added later is covered without touching this file, as long as its
 model files have tiny stand-ins in TINY_FILES (the run says which is missing).
 
-* both formats are there: ``<name>.json`` (UI format) and ``<name>_api.json`` (API format), and the UI
-  file converts to exactly its API twin with the server's /object_info;
+* both formats are there: ``workflows/<name>.json`` (UI format) and ``workflows/api/<name>_api.json`` (API
+  format), and the UI file converts to exactly its API twin with the server's /object_info;
+* workflows/ itself holds UI-format files only: current ComfyUI offers each of its files in the template
+  browser (checked on its /workflow_templates route), and an API twin there would be offered too;
 * every node type, input name, link and widget value exists in the server's /object_info (model and
   input file names excepted: the server has the tiny models, not the real ones);
 * the UI file is tidy (no two nodes overlap) and explains itself in a Note;
@@ -28,10 +30,12 @@ import pytest
 from tools import workflow as wf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKFLOWS = os.path.join(ROOT, "workflows")
-FILES = sorted(glob.glob(os.path.join(WORKFLOWS, "*.json")))
+WORKFLOWS = wf.EXAMPLES  # UI format: what the host offers as templates
+TEMPLATE_FILES = sorted(glob.glob(os.path.join(WORKFLOWS, "*.json")))
+UI_FILES = [p for p in TEMPLATE_FILES if not p.endswith("_api.json")]
+API_FILES = sorted(glob.glob(os.path.join(wf.API_EXAMPLES, "*.json")))
+FILES = TEMPLATE_FILES + API_FILES
 NAMES = sorted({os.path.basename(p)[:-len(".json")].removesuffix("_api") for p in FILES})
-UI_FILES = [p for p in FILES if not p.endswith("_api.json")]
 TITLE_HEIGHT = 30  # LiteGraph draws the title bar above a node's pos
 
 
@@ -87,14 +91,44 @@ def test_there_are_workflows():
             "txt2vid_sdxl", "txt2vid_hotshotxl"} <= set(NAMES)
 
 
+def twins(name):
+    """(UI-format path, API-format path) of an example."""
+    return wf.example_path(f"{name}.json"), wf.example_path(f"{name}_api.json")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_both_formats_present(name):
-    ui_path = os.path.join(WORKFLOWS, f"{name}.json")
-    api_path = os.path.join(WORKFLOWS, f"{name}_api.json")
-    assert os.path.exists(ui_path), f"workflows/{name}_api.json has no UI-format twin workflows/{name}.json"
-    assert os.path.exists(api_path), f"workflows/{name}.json has no API-format twin workflows/{name}_api.json"
+    ui_path, api_path = twins(name)
+    assert os.path.exists(ui_path), f"{rel(api_path)} has no UI-format twin {rel(ui_path)}"
+    assert os.path.exists(api_path), f"{rel(ui_path)} has no API-format twin {rel(api_path)}"
     assert wf.is_ui_format(load(ui_path)) and not wf.is_api_format(load(ui_path))
     assert wf.is_api_format(load(api_path))
+
+
+@pytest.mark.parametrize("path", TEMPLATE_FILES, ids=rel)
+def test_templates_folder_holds_ui_files_only(path):
+    assert not path.endswith("_api.json") and wf.is_ui_format(load(path)), (
+        f"{rel(path)}: current ComfyUI offers every file of workflows/ in its template browser; API-format "
+        f"twins go to workflows/api/ (named <name>_api.json)")
+
+
+def test_template_browser_offers_each_example_once(server):
+    """Current ComfyUI's /workflow_templates lists, per custom node folder, the .json files of its
+    example folders (not of their subfolders); the frontend's Templates -> Custom Nodes shows that list."""
+    import urllib.error
+    try:
+        templates = server.get_json("/workflow_templates")
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            pytest.skip("this ComfyUI has no template browser (/workflow_templates)")
+        raise
+    ours = {folder: names for folder, names in templates.items() if "txt2vid" in names}
+    assert len(ours) == 1, templates
+    (folder, names), = ours.items()
+    assert sorted(names) == sorted(os.path.basename(p)[:-len(".json")] for p in UI_FILES)
+    assert not [n for n in names if n.endswith("_api")]
+    # the frontend fetches the file from the folder's static route: the UI format
+    assert wf.is_ui_format(server.get_json(f"/api/workflow_templates/{folder}/txt2vid.json"))
 
 
 @pytest.mark.parametrize("path", FILES, ids=rel)
@@ -105,7 +139,7 @@ def test_valid_against_host(server, path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_converts_to_its_api_twin(server, name):
-    ui_path, api_path = (os.path.join(WORKFLOWS, f"{name}{s}.json") for s in ("", "_api"))
+    ui_path, api_path = twins(name)
     if not (os.path.exists(ui_path) and os.path.exists(api_path)):
         pytest.fail(f"{name}: one of the two formats is missing")
     assert wf.ui_to_api(load(ui_path), server.object_info) == load(api_path)
@@ -386,8 +420,7 @@ def decode_output(server, items, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_end_to_end_on_tiny_models(server, name, request, tmp_path):
-    api_path = os.path.join(WORKFLOWS, f"{name}_api.json")
-    ui_path = os.path.join(WORKFLOWS, f"{name}.json")
+    ui_path, api_path = twins(name)
     ui = load(ui_path) if os.path.exists(ui_path) else None
     prompt = load(api_path) if os.path.exists(api_path) else wf.ui_to_api(ui, server.object_info)
     prompt = tiny_prompt(prompt, server.object_info, request.getfixturevalue, name)

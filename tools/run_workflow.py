@@ -3,6 +3,8 @@
     .venv/bin/python tools/run_workflow.py WORKFLOW.json [node.input=value ...]
         [--server URL] [--input [node.input=]FILE ...] [--out DIR]
 
+Options and ``node.input=value`` overrides may come in any order, before or after each other.
+
 WORKFLOW.json is in either format: as the frontend saves it (UI format, converted here with the
 server's /object_info, seed "control after generate" slots included) or the API format.
 ``node.input=value`` sets an input before the run: the node by id, by title or by type (class_type),
@@ -118,9 +120,32 @@ class ProgressDisplay:
         self.last_shown = None
 
 
+def unused_path(path: str) -> str:
+    """``path``, or ``name_2.ext``, ``name_3.ext``, ... when a file of that name is there already: a
+    host started for one run numbers its outputs from 1 again, and an earlier run's files must stay."""
+    stem, ext = os.path.splitext(path)
+    n = 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{stem}_{n}{ext}"
+    return path
+
+
+def save_new(path: str, data: bytes) -> str:
+    """Write ``data`` to ``path`` or the first unused name after it; returns the path written."""
+    while True:
+        path = unused_path(path)
+        try:
+            with open(path, "xb") as f:
+                f.write(data)
+            return path
+        except FileExistsError:  # another run took that name in between
+            continue
+
+
 def download_outputs(client, history: dict, out_dir: str) -> list[str]:
     """Every file the output nodes report (any ``ui`` list of {filename, subfolder, type}), saved under
-    ``out_dir`` with its subfolder; returns the paths."""
+    ``out_dir`` with its subfolder (never over an existing file: see unused_path); returns the paths."""
     saved, seen = [], set()
     for node_id, ui in (history.get("outputs") or {}).items():
         for items in ui.values():
@@ -136,9 +161,7 @@ def download_outputs(client, history: dict, out_dir: str) -> list[str]:
                 data = client.fetch_output(item)
                 folder = os.path.join(out_dir, *[p for p in item.get("subfolder", "").split("/") if p not in ("", "..", ".")])
                 os.makedirs(folder, exist_ok=True)
-                path = os.path.join(folder, os.path.basename(item["filename"]))
-                with open(path, "wb") as f:
-                    f.write(data)
+                path = save_new(os.path.join(folder, os.path.basename(item["filename"])), data)
                 saved.append(path)
     return saved
 
@@ -200,9 +223,10 @@ def list_inputs(prompt: dict, titles: dict, object_info: dict, stream=sys.stdout
             print(f"    {name} = {shown}", file=stream)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="run_workflow.py", description=__doc__.split("\n\n")[0],
-                                 epilog="Exit status: 0 done; 1 a node failed or no server; 2 bad command line or "
+                                 epilog="Options and node.input=value overrides may come in any order. "
+                                        "Exit status: 0 done; 1 a node failed or no server; 2 bad command line or "
                                         "workflow; 3 the server rejected the prompt.")
     ap.add_argument("workflow", help="workflow file, UI or API format")
     ap.add_argument("assignments", nargs="*", metavar="node.input=value",
@@ -214,7 +238,16 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run (default %(default)s)")
     ap.add_argument("--models", help="models folder for the local host (default: .cache/models, the tiny models)")
     ap.add_argument("--list-inputs", action="store_true", help="print the nodes and their inputs, then exit")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, options and overrides in any order (``--out DIR`` before or after ``KSampler.steps=4``)."""
+    return build_parser().parse_intermixed_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
 
     try:
         workflow = wf.load(args.workflow)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -20,6 +21,22 @@ MODE_MUTED, MODE_BYPASSED = 2, 4
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
 FILE_NAME = re.compile(r"\.[A-Za-z0-9]{2,12}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# The example workflows. The UI-format files lie in workflows/, one of the folders current ComfyUI reads
+# a custom node's templates from (its files, not its subfolders: app/custom_node_manager.py); their
+# API-format twins (<name>_api.json, for POST /prompt and tools/run_workflow.py) lie in workflows/api/,
+# so that the template browser offers each example once.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "workflows")
+API_EXAMPLES = os.path.join(EXAMPLES, "api")
+
+
+def example_path(file_name: str) -> str:
+    """The path of an example workflow file by its name: ``txt2vid.json`` (UI format, workflows/) or
+    ``txt2vid_api.json`` (API format, workflows/api/)."""
+    folder = API_EXAMPLES if file_name.endswith("_api.json") else EXAMPLES
+    return os.path.join(folder, file_name)
 
 
 class WorkflowError(ValueError):
