@@ -1,6 +1,7 @@
 """Node declarations. Each node is a thin layer over the pure packages and comfy_host."""
 
 from ..comfy_host.errors import plain_node_errors
+from .conditioning import PromptTravel
 from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule, MotionScaleSchedule
 from .sampling import AnimateSampler, ContextScheduler
 from .video import VideoCombine
@@ -15,6 +16,7 @@ NODE_CLASS_MAPPINGS = {
     "AnimateSampler": AnimateSampler,
     "VideoCombine": VideoCombine,
     "LoadVideoFrames": LoadVideoFrames,
+    "PromptTravel": PromptTravel,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -26,6 +28,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AnimateSampler": "Animate Sampler",
     "VideoCombine": "Video Combine",
     "LoadVideoFrames": "Load Video (frames)",
+    "PromptTravel": "Prompt Travel (keyframed prompts)",
 }
 
 # A node that fails shows "ValueError: <message>" in ComfyUI, not this pack's module path before the
