@@ -96,7 +96,15 @@ def server(tmp_path_factory, tiny_models):
         (models / folder).mkdir(parents=True)
     os.symlink(tiny_models.checkpoint, models / "checkpoints" / "tiny_sd15.safetensors")
     os.symlink(tiny_models.motion_module, models / "animatediff_models" / "tiny_mm_v2.safetensors")
-    srv = ComfyServer(str(workdir), host_dir=host_dir(), models_dir=str(models))
+    # ControlNets: the tiny ones where generated, in a folder named by a second extra_model_paths file
+    (models / "controlnet").mkdir()
+    if os.path.isdir(tiny_models.controlnet):
+        for name in sorted(os.listdir(tiny_models.controlnet)):
+            os.symlink(os.path.join(tiny_models.controlnet, name), models / "controlnet" / name)
+    controlnet_yaml = workdir / "controlnet_model_paths.yaml"
+    controlnet_yaml.write_text(f"animatediff_tiny_controlnets:\n    controlnet: {models / 'controlnet'}\n")
+    srv = ComfyServer(str(workdir), host_dir=host_dir(), models_dir=str(models),
+                      extra_args=["--extra-model-paths-config", str(controlnet_yaml)])
     srv.start()
     yield srv
     srv.stop()

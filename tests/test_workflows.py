@@ -64,6 +64,7 @@ TINY_FILES = {
     ("LoadMotionLoRA", "lora_name"): "@tiny_motion_lora",
     ("LoraLoader", "lora_name"): "@tiny_unet_lora",
     "ckpt_name": lambda name: "@tiny_sdxl" if is_sdxl_name(name) else "tiny_sd15.safetensors",
+    "control_net_name": "@tiny_controlnet",
     "video": "@uploaded_clip",
 }
 # Key prefixes of text-encoder weights in a checkpoint (SD1.5 / SDXL / newer single-file layouts).
@@ -72,6 +73,12 @@ HOTSHOT_PE_LENGTH = 24
 TINY_SIZE = 64
 TINY_STEPS = 2
 TINY_VIDEO_FRAMES = 8
+# Workflows with a Context Scheduler load more video frames than the tiny motion module takes at once (its
+# limit), so that their windows are really run; the clip has enough frames at 8 fps.
+TINY_MOTION_LIMIT = 32
+TINY_WINDOWED_FRAMES = 40
+TINY_CLIP_FRAMES, TINY_CLIP_RATE = 72, 12  # 6 s: 48 frames re-timed to 8 fps
+CONTROLNET_MEAN_CHANGE, CONTROLNET_FRAME_CHANGE = 3.0, 1.5  # ControlNet on vs off, mean |change| (0-255; ~4-8 seen)
 
 
 def load(path):
@@ -178,7 +185,7 @@ def make_clip(path, frames=24, rate=12, size=(96, 72)):
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
             a = np.stack([(x * 255 // width + 8 * i) % 256, y * 255 // height,
-                          np.full_like(x, 40 + 6 * i)], -1).astype(np.uint8)
+                          np.full_like(x, (40 + 6 * i) % 256)], -1).astype(np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -190,7 +197,8 @@ def make_clip(path, frames=24, rate=12, size=(96, 72)):
 def uploaded_clip(server, tmp_path_factory):
     """A test clip in the server's input folder (made when a workflow first asks for one)."""
     pytest.importorskip("av")
-    path = make_clip(tmp_path_factory.mktemp("clip") / "workflow_clip.mp4")
+    path = make_clip(tmp_path_factory.mktemp("clip") / "workflow_clip.mp4", frames=TINY_CLIP_FRAMES,
+                     rate=TINY_CLIP_RATE)
     return server.upload(path, overwrite=True)
 
 
@@ -257,6 +265,13 @@ def generated_tiny_model(tiny_models, folder: str, name: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"{folder}/{name} is not among the tiny models (run scripts/setup.sh)")
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_controlnet(server, tiny_models):
+    """The tiny SD1.5 ControlNet (lllyasviel format) in the server's controlnet folder."""
+    path = generated_tiny_model(tiny_models, "controlnet", "tiny_controlnet_sd15.safetensors")
+    return server_model(server, "controlnet", path)
 
 
 @pytest.fixture(scope="module")
@@ -358,9 +373,15 @@ def tiny_file(class_type, name, value, options, fixture):
     return stand_in
 
 
+def has_windows(prompt: dict) -> bool:
+    return any(n["class_type"] == "ContextScheduler" for n in prompt.values())
+
+
 def tiny_prompt(prompt: dict, object_info: dict, fixture, tag: str) -> dict:
-    """The workflow at test size: tiny models, 64x64, 2 steps, 8 video frames, outputs under wftest/."""
+    """The workflow at test size: tiny models, 64x64, 2 steps, 8 video frames (40 with context windows:
+    more than the tiny motion module's limit), outputs under wftest/."""
     out = json.loads(json.dumps(prompt))
+    video_frames = TINY_WINDOWED_FRAMES if has_windows(out) else TINY_VIDEO_FRAMES
     for node in out.values():
         info = object_info[node["class_type"]]
         for name, value in list(node["inputs"].items()):
@@ -375,7 +396,9 @@ def tiny_prompt(prompt: dict, object_info: dict, fixture, tag: str) -> dict:
             elif kind == "INT" and name == "steps":
                 node["inputs"][name] = min(value, TINY_STEPS)
             elif kind == "INT" and name == "frame_load_cap":
-                node["inputs"][name] = TINY_VIDEO_FRAMES
+                node["inputs"][name] = video_frames
+            elif kind == "INT" and name == "context_length":
+                node["inputs"][name] = min(value, TINY_MOTION_LIMIT)
             elif kind == "STRING" and name == "filename_prefix":
                 node["inputs"][name] = f"wftest/{tag}/" + value.replace("/", "_")
         if node["class_type"] == "LoadVideoFrames":  # both sides given: the output is exactly tiny-sized
@@ -418,12 +441,26 @@ def decode_output(server, items, tmp_path):
     return frames, paths[0]
 
 
+def assert_windows_are_run(prompt: dict, object_info: dict):
+    """With context windows, every output gets more frames than the tiny motion module's limit, and more
+    than a window holds: the run goes through several windows (without them the module refuses it)."""
+    if not has_windows(prompt):
+        return
+    longest = max(n["inputs"]["context_length"] for n in prompt.values() if n["class_type"] == "ContextScheduler")
+    for node_id, node in prompt.items():
+        if object_info[node["class_type"]].get("output_node"):
+            frames = expected_frames(prompt, node_id)
+            assert frames is None or frames > TINY_MOTION_LIMIT >= longest, \
+                f"node {node_id}: {frames} frames, context length {longest}: no windows would be run"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_end_to_end_on_tiny_models(server, name, request, tmp_path):
     ui_path, api_path = twins(name)
     ui = load(ui_path) if os.path.exists(ui_path) else None
     prompt = load(api_path) if os.path.exists(api_path) else wf.ui_to_api(ui, server.object_info)
     prompt = tiny_prompt(prompt, server.object_info, request.getfixturevalue, name)
+    assert_windows_are_run(prompt, server.object_info)
     fresh = server.get_json("/object_info")  # lists the uploaded clip too
     assert not wf.check_api(prompt, fresh, allow_absent_files=False)
     reason = why_not_run(name, prompt, server)
@@ -461,3 +498,36 @@ def test_runs_end_to_end_on_tiny_models(server, name, request, tmp_path):
                 == prompt
         if "workflow" in metadata and ui is not None:
             assert metadata["workflow"] == ui
+
+
+def test_vid2vid_controlnet_applies_in_every_window(server, request, tmp_path):
+    """The tiny vid2vid_controlnet run twice, ControlNet strength 1 and 0 (the host's node then returns the
+    prompt unchanged): the decoded videos differ clearly in every frame, so the per-frame Canny hints reach
+    the UNet in every context window (40 frames, windows of 16 sharing 4), and the host never logs that a
+    control could not be applied."""
+    name = "vid2vid_controlnet"
+    base = tiny_prompt(load(twins(name)[1]), server.object_info, request.getfixturevalue, f"{name}_strength")
+    assert_windows_are_run(base, server.object_info)
+    (apply_id,) = [k for k, n in base.items() if n["class_type"] == "ControlNetApplyAdvanced"]
+    (output_id,) = [k for k, n in base.items() if n["class_type"] == "VideoCombine"]
+    with open(server.log_path, "rb") as f:
+        log_start = f.seek(0, os.SEEK_END)
+    videos = {}
+    for strength in (1.0, 0.0):
+        prompt = json.loads(json.dumps(base))
+        prompt[apply_id]["inputs"]["strength"] = strength
+        prompt[output_id]["inputs"]["filename_prefix"] += f"_strength{strength:g}"
+        history = server.run(prompt, timeout=900)
+        assert history["status"]["status_str"] == "success"
+        items = [i for key in ("images", "animatediff_preview", "gifs", "videos")
+                 for i in history["outputs"][output_id].get(key, []) if isinstance(i, dict) and i.get("filename")]
+        videos[strength], _ = decode_output(server, items, tmp_path)
+    with open(server.log_path, "rb") as f:
+        f.seek(log_start)
+        log = f.read().decode(errors="replace")
+    assert "control could not be applied" not in log, log[-3000:]
+    on, off = (videos[s].astype(np.float32) for s in (1.0, 0.0))
+    assert on.shape == off.shape == (TINY_WINDOWED_FRAMES, TINY_SIZE, TINY_SIZE, on.shape[-1])
+    per_frame = np.abs(on - off).mean(axis=(1, 2, 3))
+    assert per_frame.mean() > CONTROLNET_MEAN_CHANGE and per_frame.min() > CONTROLNET_FRAME_CHANGE, \
+        f"mean |change| per frame (0-255): {np.round(per_frame, 2).tolist()}"
