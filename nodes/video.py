@@ -4,8 +4,9 @@ A thin declaration: encoding lives in ``video`` (pure), host contact in ``comfy_
 """
 
 from .. import comfy_host
-from ..video import (DEFAULTS, FORMATS, PIX_FMT_CHOICES, PRESETS, EncodeError, ImageFrames, LatentFrames, save,
-                     ui_for)
+from ..video import (DEFAULTS, FORMATS, PIX_FMT_CHOICES, PRESETS, CodecOptionError, EncodeError, ImageFrames,
+                     LatentFrames, check_codec_options, check_options, save, ui_for)
+from ..video.combine import get_spec
 from ..video.metadata import build as build_metadata
 
 
@@ -67,13 +68,39 @@ class VideoCombine:
                 "lossless": ("BOOLEAN", {"default": DEFAULTS["lossless"], "tooltip": "WebP: lossless frames."}),
                 "codec_options": ("STRING", {"default": "", "tooltip": "Extra FFmpeg encoder options for video "
                                                                      "formats, 'key=value, ...', e.g. "
-                                                                     "'tune=animation'. Unknown keys are refused."}),
+                                                                     "'tune=animation, g=48' or 'x264-params="
+                                                                     "aq-mode=3:psy-rd=1.0,0.15'. Only options "
+                                                                     "on the pack's allow-list are taken (none "
+                                                                     "that name files); others are refused with "
+                                                                     "the list."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, format=None, codec_options=None):
+        """At queue time, before any node runs: the format (the host leaves inputs named here to this
+        check) and codec_options against the allow-list of its encoder. None: fed by a link, checked
+        when the node runs."""
+        if format is None:
+            return True
+        spec = FORMATS.get(format) if isinstance(format, str) else None
+        if spec is None:
+            return f"VideoCombine: format is {format!r}; expected one of {', '.join(FORMATS)}"
+        if isinstance(codec_options, str) and codec_options.strip():
+            if not spec.is_video:
+                return (f"VideoCombine: codec_options ({codec_options!r}) are for the video formats; {format} is "
+                        f"written with Pillow and takes none")
+            try:
+                check_codec_options(spec.codec, codec_options)
+            except CodecOptionError as e:
+                return f"VideoCombine: {e}"
+        return True
+
     def combine(self, frame_rate, loop_count, filename_prefix, format, pingpong, save_output, images=None,
                 latent=None, vae=None, audio=None, prompt=None, extra_pnginfo=None, **options):
+        # Refused before a frame is decoded or encoded (codec_options against the allow-list, ranges).
+        check_options(get_spec(format), options)
         if images is not None:
             source = ImageFrames(images)
         elif latent is not None and vae is not None:

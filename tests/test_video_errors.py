@@ -145,15 +145,23 @@ def test_bad_audio(tmp_path):
 
 @needs_av
 def test_unknown_codec_option_is_refused_and_nothing_written(tmp_path):
+    # Refused by the allow-list (video/codec_options.py) before the encoder is opened.
     message, path = attempt(tmp_path, format_name="video/h264-mp4", options={"codec_options": "tune=animation, bogus=1"})
-    assert message == "could not write " + path + ": unknown codec option 'bogus' for the libx264 encoder"
+    assert message.startswith("codec_options: 'bogus' is not an encoder option this pack passes on; ")
+    assert "Allowed for libx264: " in message and ", tune, " in message
 
 
 @needs_av
 def test_bad_codec_option_value_names_the_file_and_the_problem(tmp_path):
+    # A value of the wrong shape is refused by the allow-list, before the encoder is opened ...
     message, path = attempt(tmp_path, format_name="video/h264-mp4", options={"codec_options": "tune=sleepy"})
+    assert message == ("codec_options: tune='sleepy' is not a comma-separated list of film, animation, grain, "
+                       "stillimage, psnr, ssim, fastdecode, zerolatency")
+    # ... a combination the encoder itself refuses names the file, the settings and the encoder's reason.
+    message, path = attempt(tmp_path, format_name="video/h264-mp4",
+                            options={"codec_options": "profile=baseline", "pix_fmt": "yuv444p"})
     assert message.startswith(f"could not write {path}: the libx264 encoder refused its settings (")
-    assert "tune=sleepy" in message and "sleepy" in message.split("):", 1)[1]
+    assert "profile=baseline" in message and "baseline" in message.split("):", 1)[1]
 
 
 @needs_av

@@ -189,9 +189,16 @@ def test_server_refuses_a_negative_frame_rate(server):
 
 
 @pytest.mark.skipif(not HAVE_AV, reason="PyAV is not installed")
-def test_server_reports_an_unknown_codec_option_and_writes_nothing(server):
-    from tools.comfy_server import ExecutionFailed
-    prompt = _prompt("video/h264-mp4", "unknownopt/clip", codec_options="bogus=1")
-    with pytest.raises(ExecutionFailed, match="unknown codec option 'bogus' for the libx264 encoder"):
-        server.run(prompt)
+def test_server_refuses_codec_options_off_the_allow_list_at_queue_time_and_writes_nothing(server, tmp_path):
+    from tools.comfy_server import PromptRejected
+    target = tmp_path / "victim.log"
+    target.write_text("precious")
+    for options, message in [("bogus=1", "'bogus' is not an encoder option this pack passes on"),
+                             (f"x264-params=pass=1:stats={target}", "holds a path separator"),
+                             ("x264-params=pass=1:stats=x264.log", "x264-params entry 'pass' is not allowed")]:
+        prompt = _prompt("video/h264-mp4", "unknownopt/clip", codec_options=options)
+        with pytest.raises(PromptRejected, match="codec_options") as info:
+            server.run(prompt)
+        assert message in str(info.value)
+    assert target.read_text() == "precious"
     assert not os.path.exists(os.path.join(server.output_dir, "unknownopt"))  # not even the folder

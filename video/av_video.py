@@ -16,6 +16,7 @@ import numpy as np
 from . import colour
 from . import metadata as md
 from .animated import EncodeError, StreamInfo
+from .codec_options import CodecOptionError, check_codec_options, parse_codec_options  # noqa: F401
 from .formats import PRESETS, FormatSpec, audio_encoder
 
 log = logging.getLogger("animatediff")
@@ -46,24 +47,6 @@ def _set(obj, name, value):
 def frame_rate_fraction(frame_rate: float) -> Fraction:
     """An exact rational rate: 8 -> 8/1, 29.97 -> 2997/100, 23.976 -> 2997/125, 30000/1001 stays."""
     return Fraction(frame_rate).limit_denominator(1001 * 1000)
-
-
-def parse_codec_options(text) -> dict[str, str]:
-    """``"tune=animation, g=48"`` (or a dict) -> {"tune": "animation", "g": "48"}."""
-    if not text:
-        return {}
-    if isinstance(text, dict):
-        return {str(k): str(v) for k, v in text.items()}
-    options = {}
-    for part in str(text).replace(";", ",").replace("\n", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise EncodeError(f"codec_options entry '{part}' is not key=value (example: 'tune=animation, g=48')")
-        options[key.strip()] = value.strip()
-    return options
 
 
 def encoder_options(spec: FormatSpec, crf: int | None, preset: str | None, pix_fmt: str,
@@ -139,7 +122,10 @@ class AvWriter:
             _set(cc, "codec_tag", "hvc1")  # what Apple players expect for HEVC in MP4
         if spec.codec in ("libvpx-vp9", "libaom-av1"):
             cc.bit_rate = 0  # constant quality
-        self.user_options = parse_codec_options(codec_options)
+        try:  # checked already by combine.check_options; again here for direct callers
+            self.user_options = check_codec_options(spec.codec, codec_options)
+        except CodecOptionError as e:
+            raise EncodeError(str(e)) from None
         options = encoder_options(spec, crf, preset, pix_fmt, info.total)
         # The chroma siting colour.py filters for, written into the stream (H.264 VUI, HEVC VUI, AV1
         # sequence header, Matroska ChromaSiting) so decoders upsample from the right place.

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import formats as fmt
 from .animated import (ApngWriter, EncodeError, GifWriter, PngSequenceWriter, StreamInfo, WebPWriter)
+from .codec_options import CodecOptionError, check_codec_options
 from .frames import FrameError, check_frame_rate, check_loop_count, frame_order
 from .paths import expand_tokens, next_free_name, resolve_prefix
 
@@ -65,6 +66,11 @@ def check_options(spec: fmt.FormatSpec, options: dict | None) -> dict:
     if merged["codec_options"] and "codec_options" not in spec.options:
         raise EncodeError(f"codec_options ({merged['codec_options']!r}) are for the video formats; {spec.name} is "
                           f"written with Pillow and takes none")
+    if "codec_options" in spec.options:
+        try:  # the allow-list: options that name files (stats, csv, passlogfile, ...) never reach FFmpeg
+            merged["codec_options"] = check_codec_options(spec.codec, merged["codec_options"])
+        except CodecOptionError as e:
+            raise EncodeError(str(e)) from None
     return merged
 
 
