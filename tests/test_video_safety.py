@@ -1,16 +1,25 @@
 """What VideoCombine refuses and where it writes (issue 11), pure: codec options on an allow-list (no
-option can name a file, nothing is written outside the output folder)."""
+option can name a file, nothing is written outside the output folder), output names reserved atomically
+across processes, stale partial files of killed writers cleaned, folders that cannot be made explained."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 
 from tests.test_video_support import decode_any, make_pattern
-from video import FORMATS, HAVE_AV, EncodeError, ImageFrames, check_codec_options, save
+from video import FORMATS, HAVE_AV, EncodeError, ImageFrames, OutputPathError, check_codec_options, save
 from video import codec_options as co
+from video import outputs
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_av = pytest.mark.skipif(not HAVE_AV, reason="PyAV is not installed")
 FRAMES = make_pattern(3, 16, 16)
 
@@ -203,3 +212,246 @@ def test_allowed_options_encode_and_only_the_output_is_written(tmp_path, monkeyp
                                             "no-mbtree, deblock=-1:-1"}, metadata={"prompt": {}})
     assert decode_any(result.path).shape[0] == 4
     assert tree(tmp_path) == ["out", "out/ok_00001.json", "out/ok_00001.mp4"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Names: reserved atomically, across processes
+
+CONCURRENT_WRITER = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, {root!r})
+    from tests.test_video_support import make_pattern
+    from video import ImageFrames, save
+    frames = make_pattern(3, 16, 16)
+    while time.time() < {start_at!r}:
+        time.sleep(0.001)
+    written = []
+    for i in range({count!r}):
+        result = save(ImageFrames(frames), {folder!r}, "run", {fmt!r}, 8.0, metadata={{"writer": {writer!r}, "index": i}})
+        written.append((result.path, result.sidecar))
+    print(json.dumps(written))
+""")
+
+
+@pytest.mark.parametrize("formats", [("image/webp", "image/webp"), ("image/webp", "image/gif"),
+                                     ("image/png-sequence", "image/apng")])
+def test_two_processes_writing_one_prefix_never_share_a_file(tmp_path, formats):
+    """Two separate processes (as two servers sharing one output folder) save under one prefix at once."""
+    count = 8 if "image/png-sequence" in formats else 25
+    folder = str(tmp_path / "out")
+    os.makedirs(folder)
+    start_at = time.time() + 4.0  # both start together, once the interpreters are up
+    children = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER.format(
+        root=ROOT, start_at=start_at, count=count, folder=folder, fmt=fmt, writer=w)], cwd=str(tmp_path),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w, fmt in enumerate(formats)]
+    results = []
+    try:
+        for child in children:
+            out, err = child.communicate(timeout=240)
+            assert child.returncode == 0, err[-3000:]
+            results.append([tuple(pair) for pair in json.loads(out)])
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    paths = [p for written in results for p, _ in written]
+    sidecars = [s for written in results for _, s in written]
+    assert len(set(paths)) == len(paths) == 2 * count
+    assert len(set(sidecars)) == len(sidecars)
+    stems = [os.path.splitext(os.path.basename(p))[0] if not os.path.isdir(p) else os.path.basename(p)
+             for p in paths]
+    assert len(set(stems)) == len(stems), "two outputs share a number (and so a sidecar)"
+    names = set(os.listdir(folder))
+    assert names == {os.path.basename(p) for p in paths + sidecars}, "partial or foreign files left"
+    for writer, written in enumerate(results):
+        for index, (path, sidecar) in enumerate(written):
+            assert decode_any(path).shape[0] == 3
+            assert json.load(open(sidecar)) == {"writer": writer, "index": index}
+
+
+def test_a_numbered_save_never_replaces_a_file_that_appears_meanwhile(tmp_path, monkeypatch):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    from video import combine
+    real = combine.output_path
+
+    def racing(base_dir, prefix, spec, *a, **k):
+        path = real(base_dir, prefix, spec, *a, **k)
+        # another writer takes this number (and the next one's sidecar) while we encode
+        (folder / os.path.basename(path)).write_bytes(b"theirs")
+        (folder / "clip_00002.json").write_bytes(b"theirs too")
+        return path
+    monkeypatch.setattr(combine, "output_path", racing)
+    result = save(ImageFrames(FRAMES), str(folder), "clip", "image/gif", 8.0, metadata={"prompt": {}})
+    assert os.path.basename(result.path) == "clip_00003.gif"
+    assert (folder / "clip_00001.gif").read_bytes() == b"theirs"
+    assert (folder / "clip_00002.json").read_bytes() == b"theirs too"
+    assert sorted(os.listdir(folder)) == ["clip_00001.gif", "clip_00002.json", "clip_00003.gif", "clip_00003.json"]
+
+
+def test_temporary_names_are_unique_per_writer_and_follow_the_pattern(tmp_path):
+    a = outputs.partial_path(str(tmp_path), "run_00001.webp")
+    b = outputs.partial_path(str(tmp_path), "run_00001.webp")
+    try:
+        assert a != b
+        for p in (a, b):
+            m = outputs.PARTIAL.match(os.path.basename(p))
+            assert m and m.group("label") == "run_00001.webp" and int(m.group("pid")) == os.getpid()
+        long = outputs.partial_path(str(tmp_path), "x" * 400 + ".webp")
+        assert len(os.path.basename(long).encode()) <= 255 and outputs.PARTIAL.match(os.path.basename(long))
+    finally:
+        for p in (a, b, long):
+            outputs.release(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stale partial files
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def make_partial(folder, name, age=0.0, folder_kind=False):
+    path = os.path.join(folder, name)
+    if folder_kind:
+        os.mkdir(path)
+        with open(os.path.join(path, "frame_00000.png"), "wb") as f:
+            f.write(b"x")
+    else:
+        with open(path, "wb") as f:
+            f.write(b"partial")
+    if age:
+        t = time.time() - age
+        os.utime(path, (t, t))
+    return path
+
+
+def test_stale_partials_of_our_pattern_only_are_removed(tmp_path):
+    folder = str(tmp_path)
+    old = outputs.STALE_AFTER + 60
+    dead = dead_pid()
+    live_child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        removed_expected = {
+            make_partial(folder, f".run_00001.webp.{dead}.0123456789ab.partial", old),
+            make_partial(folder, f".run_00002.{dead}.00000000aaaa.partial", old, folder_kind=True),
+            make_partial(folder, f".run_00003.json.{os.getpid()}.0123456789ab.partial", old),  # ours, not in use
+            make_partial(folder, ".run_00004.mp4.partial", old),  # the older pattern, no pid
+            make_partial(folder, ".run_00004_preview_00001.webp.partial", old),
+        }
+        live = outputs.partial_path(folder, "run_00005.webp")  # this process is writing it
+        kept = {
+            make_partial(folder, f".run_00010.webp.{dead}.0123456789ab.partial"),  # recent: may still be written
+            make_partial(folder, f".run_00011.webp.{live_child.pid}.0123456789ab.partial", old),  # writer alive
+            make_partial(folder, os.path.basename(live), old),
+            make_partial(folder, ".run_00012.mp4.partial", 60),  # older pattern, recent
+            # not our pattern: never touched, however old
+            make_partial(folder, ".something.partial", old),
+            make_partial(folder, ".run_00013.webp.partial.bak", old),
+            make_partial(folder, f".run_00014.webp.{dead}.NOTHEX123456.partial", old),
+            make_partial(folder, f".run_00015.webp.0.0123456789ab.partial", old),
+            make_partial(folder, "run_00016.webp", old),
+            make_partial(folder, f"run_00017.webp.{dead}.0123456789ab.partial", old),  # not hidden
+            make_partial(folder, ".run_00018.txt.partial", old),
+        }
+        target = make_partial(folder, "target.txt", old)
+        link = os.path.join(folder, f".run_00020.webp.{dead}.0123456789ab.partial")
+        os.symlink(target, link)
+        t = time.time() - old
+        os.utime(link, (t, t), follow_symlinks=False)
+        kept |= {target, link}
+        assert set(outputs.stale_partials(folder)) == removed_expected
+        assert set(outputs.remove_stale_partials(folder)) == removed_expected
+        assert set(os.path.join(folder, n) for n in os.listdir(folder)) == kept
+        assert open(target, "rb").read() == b"partial"
+    finally:
+        live_child.kill()
+        live_child.wait()
+        outputs.release(live)
+
+
+def test_save_cleans_stale_partials_before_writing(tmp_path):
+    folder = tmp_path / "out" / "clips"
+    folder.mkdir(parents=True)
+    dead = dead_pid()
+    stale = make_partial(str(folder), f".clips_00001.webp.{dead}.0123456789ab.partial", outputs.STALE_AFTER + 1)
+    stale_root = make_partial(str(tmp_path / "out"), f".x_00001.gif.{dead}.0123456789ab.partial",
+                              outputs.STALE_AFTER + 1)
+    fresh = make_partial(str(folder), f".clips_00002.webp.{dead}.0123456789ab.partial")
+    result = save(ImageFrames(FRAMES), str(tmp_path / "out"), "clips/run", "image/webp", 8.0)
+    assert not os.path.exists(stale) and not os.path.exists(stale_root)
+    assert os.path.exists(fresh)
+    assert sorted(os.listdir(folder)) == sorted([os.path.basename(fresh), "run_00001.webp"])
+    assert result.path == str(folder / "run_00001.webp")
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    from video import ImageFrames, save
+    frames = np.random.default_rng(0).random((200, 32, 32, 3), dtype=np.float32)
+    def slow(done, total):
+        if done == 60:  # past the encoders' look-ahead: data is on disk
+            print("WRITING", flush=True)
+        time.sleep(0.02)
+    save(ImageFrames(frames), {folder!r}, "run", {fmt!r}, 8.0, metadata={{"prompt": {{}}}}, progress=slow)
+""")
+
+
+@pytest.mark.parametrize("format_name", ["image/webp", "image/png-sequence"] + (["video/h264-mp4"] if HAVE_AV else []))
+def test_a_writer_killed_while_encoding_leaves_a_partial_that_the_next_save_removes(tmp_path, format_name):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER.format(root=ROOT, folder=str(folder),
+                                                                         fmt=format_name)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "WRITING"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    (left,) = os.listdir(folder)
+    m = outputs.PARTIAL.match(left)
+    assert m and int(m.group("pid")) == child.pid  # the name says whose it was
+    # A fresh one is kept (its writer might be on another machine), an old one goes.
+    save(ImageFrames(FRAMES), str(folder), "run", "image/gif", 8.0)
+    assert left in os.listdir(folder)
+    t = time.time() - outputs.STALE_AFTER - 1
+    os.utime(folder / left, (t, t))
+    result = save(ImageFrames(FRAMES), str(folder), "run", "image/gif", 8.0)
+    assert sorted(os.listdir(folder)) == ["run_00001.gif", "run_00002.gif"]
+    assert decode_any(result.path).shape[0] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders that cannot be made
+
+def test_a_file_in_the_way_of_the_folder_is_explained(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "taken").write_text("a file")
+    with pytest.raises(OutputPathError) as info:
+        save(ImageFrames(FRAMES), str(tmp_path / "out"), "taken/run", "image/webp", 8.0)
+    assert str(info.value).startswith(f"filename_prefix 'taken/run': cannot create the folder "
+                                      f"{tmp_path / 'out' / 'taken'} (")
+    assert "a file of that name is in the way of the folder" in str(info.value)
+
+
+@pytest.mark.parametrize("error,advice", [
+    (PermissionError(13, "Permission denied"), "the server may not write there"),
+    (OSError(36, "File name too long"), "a folder or file name is too long"),
+    (OSError(30, "Read-only file system"), "the file system is read-only"),
+    (OSError(28, "No space left on device"), "the disk is full"),
+])
+def test_folders_that_cannot_be_made_give_a_clear_error(tmp_path, monkeypatch, error, advice):
+    def refuse(*a, **k):
+        raise error
+    monkeypatch.setattr(os, "makedirs", refuse)
+    with pytest.raises(OutputPathError) as info:
+        save(ImageFrames(FRAMES), str(tmp_path / "out"), "sub/run", "image/webp", 8.0)
+    message = str(info.value)
+    assert message.startswith("filename_prefix 'sub/run': cannot create the folder ")
+    assert f"({error.strerror} (" in message and advice in message

@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import formats as fmt
+from . import outputs
 from .animated import (ApngWriter, EncodeError, GifWriter, PngSequenceWriter, StreamInfo, WebPWriter)
 from .codec_options import CodecOptionError, check_codec_options
 from .frames import FrameError, check_frame_rate, check_loop_count, frame_order
-from .paths import expand_tokens, next_free_name, resolve_prefix
+from .paths import OutputPathError, expand_tokens, next_free_name, resolve_prefix
 
 log = logging.getLogger("animatediff")
 
@@ -124,51 +125,90 @@ def audio_to_array(audio):
 # Atomic writes
 
 def partial_name(path: str) -> str:
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
+    """A new temporary name beside ``path``, of this writer alone (see ``outputs``)."""
+    return outputs.partial_path(os.path.dirname(path), os.path.basename(path))
 
 
 def _remove(path: str):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
+    outputs.remove(path)
+
+
+def make_folders(folder: str, what: str | None = None) -> list[str]:
+    """Create ``folder`` (and its parents); returns the folders made, innermost first, so that a failed
+    write can remove them again. An OSError becomes an ``OutputPathError`` that names ``what`` (e.g.
+    "filename_prefix 'clips/run'") or the folder, and says what to do."""
+    created = []
+    probe = folder
+    while probe and not os.path.isdir(probe):
+        created.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        _remove_folders(created)
+        raise OutputPathError(folder_error(folder, e, what)) from None
+    return created
+
+
+def folder_error(folder: str, error: OSError, what: str | None = None) -> str:
+    import errno as _errno
+    advice = {
+        _errno.ENAMETOOLONG: "a folder or file name is too long (at most 255 bytes each, 4096 for the whole "
+                             "path): use a shorter filename_prefix",
+        _errno.EACCES: "the server may not write there: check the folder's permissions or choose another "
+                       "filename_prefix",
+        _errno.EPERM: "the server may not write there: check the folder's permissions or choose another "
+                      "filename_prefix",
+        _errno.EROFS: "the file system is read-only: point ComfyUI's output folder somewhere writable",
+        _errno.ENOSPC: "the disk is full: free some space",
+        _errno.EDQUOT: "the disk quota is used up: free some space",
+        _errno.ENOTDIR: "a file of that name is in the way of the folder: choose another filename_prefix",
+        _errno.EEXIST: "a file of that name is in the way of the folder: choose another filename_prefix",
+    }.get(error.errno, "choose another filename_prefix or check the output folder")
+    subject = f"{what}: " if what else ""
+    return f"{subject}cannot create the folder {folder} ({_describe(error)}): {advice}"
+
+
+def _remove_folders(created):
+    for made in created:  # innermost first
         try:
-            os.remove(path)
+            os.rmdir(made)
         except OSError:
-            pass
+            break
 
 
 @contextmanager
 def atomic_output(path: str):
-    """Yield a temporary path beside ``path`` (file or folder); move it into place only if the block
-    succeeds. On failure nothing is left under either name."""
+    """Yield a temporary path (file or folder) beside ``path``, of this writer alone; move it into place
+    only if the block succeeds (replacing a file already called ``path``: the caller chose that name;
+    :func:`save` never replaces). On failure nothing is left under either name."""
     folder = os.path.dirname(path)
-    created = []  # folders made for this file, removed again if it fails
-    probe = folder
-    while probe and not os.path.isdir(probe):
-        created.append(probe)
-        probe = os.path.dirname(probe)
-    os.makedirs(folder, exist_ok=True)
+    created = make_folders(folder)
     tmp = partial_name(path)
-    _remove(tmp)
     try:
         yield tmp
         if os.path.isdir(path) and not os.path.islink(path):
             raise EncodeError(f"{path} is an existing folder; nothing was replaced")
-        os.replace(tmp, path)  # atomic; replaces an existing file of that name
+        os.replace(tmp, path)  # atomic
     except BaseException:
         _remove(tmp)
-        for made in created:  # innermost first
-            try:
-                os.rmdir(made)
-            except OSError:
-                break
+        _remove_folders(created)
         raise
+    finally:
+        outputs.release(tmp)
 
 
 def write_sidecar(path: str, metadata: dict | None):
     with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(metadata or {}, f, indent=1)
+        _write_json(tmp, metadata)
+
+
+def _write_json(path: str, metadata: dict | None):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(metadata or {}, f, indent=1)
 
 
 def _describe(error: BaseException) -> str:
@@ -198,15 +238,28 @@ def make_writer(tmp: str, spec: fmt.FormatSpec, info: StreamInfo, options: dict,
                     codec_options=options["codec_options"], metadata=metadata, audio=audio)
 
 
+def sidecar_path(path: str, spec: fmt.FormatSpec) -> str:
+    return (path if spec.is_sequence else os.path.splitext(path)[0]) + ".json"
+
+
+_NUMBERED = re.compile(r"^(?P<stem>.+)_(?P<number>\d{5,})$")
+
+
 def encode(source, path: str, format_name: str, frame_rate: float, loop_count: int = 0, pingpong: bool = False,
            metadata: dict | None = None, options: dict | None = None, audio=None, progress=None,
-           preview_path: str | None = None) -> SaveResult:
+           preview_path: str | None = None, numbered: bool = False) -> SaveResult:
     """Write ``source`` (``frames.ImageFrames`` / ``frames.LatentFrames``) to ``path``.
 
     ``metadata`` (prompt, workflow, ...) is embedded and written to a ``.json`` sidecar; ``None`` writes
     neither. ``progress(done, total)`` is called after each frame; whatever it raises (an interruption) stops
     the encode and propagates unchanged. Any failure of the encode itself raises ``EncodeError`` naming
-    the file. Either way nothing is left under ``path``."""
+    the file. Either way nothing is left under ``path``, and no temporary file.
+
+    Everything is written to temporary names of this writer alone and moved into place at the end.
+    ``numbered`` (``path`` is ``{stem}_{NNNNN}.{ext}``, as :func:`save` picks it): the file, its sidecar and
+    its preview never replace anything; when another writer has taken that number meanwhile, the next
+    free one is used (the result's ``path`` says which). Otherwise an existing file at ``path`` is
+    replaced."""
     spec = get_spec(format_name)
     try:
         rate = check_frame_rate(frame_rate)
@@ -218,6 +271,10 @@ def encode(source, path: str, format_name: str, frame_rate: float, loop_count: i
     if audio is not None and not spec.is_video:
         log.info("%s carries no sound: the audio input is not written", spec.name)
     pix_fmt = choose_pix_fmt(spec, opts["pix_fmt"], source.has_alpha) if spec.is_video else None
+    stem_match = _NUMBERED.match(os.path.splitext(os.path.basename(path))[0] if not spec.is_sequence
+                                 else os.path.basename(path)) if numbered else None
+    if numbered and stem_match is None:
+        raise ValueError(f"numbered output {path} is not named {{stem}}_{{NNNNN}}")
 
     # Video players do not loop by themselves: loop_count N writes the frames N + 1 times there.
     plays = loops + 1 if spec.is_video else 1
@@ -225,62 +282,105 @@ def encode(source, path: str, format_name: str, frame_rate: float, loop_count: i
     alpha = source.has_alpha and (spec.alpha if not spec.is_video else bool(pix_fmt and "yuva" in pix_fmt))
     info = StreamInfo(source.width, source.height, alpha, rate, len(order), loops)
 
-    preview_writer = None
-    with atomic_output(path) as tmp:
+    folder = os.path.dirname(path)
+    created = make_folders(folder)
+    try:
+        preview_created = make_folders(os.path.dirname(preview_path)) if preview_path else []
+    except BaseException:
+        _remove_folders(created)
+        raise
+    tmp = partial_name(path)
+    preview_tmp = partial_name(preview_path) if preview_path else None
+    sidecar = sidecar_path(path, spec) if metadata is not None else None  # None: --disable-metadata
+    sidecar_tmp = None
+    published = []
+    writer = preview_writer = None
+    try:
         try:
             writer = make_writer(tmp, spec, info, opts, metadata, audio_data, pix_fmt)
-        except (EncodeError, OSError, ValueError, RuntimeError) as e:
-            raise EncodeError(f"could not write {path}: {_describe(e)}") from e
-        preview_ctx = atomic_output(preview_path) if preview_path else None
-        preview_tmp = preview_ctx.__enter__() if preview_ctx else None
-        try:
             if preview_tmp:
                 p_info = StreamInfo(source.width, source.height, source.has_alpha, rate, len(order), 0)
                 preview_writer = WebPWriter(preview_tmp, p_info, quality=80, method=0)
-            done = 0
-            for index in order:
-                rgb = source.frame(index)
-                try:
-                    writer.add(rgb)
-                    if preview_writer:
-                        preview_writer.add(rgb)
-                except Exception as e:
-                    raise EncodeError(f"could not write {path}: {_describe(e)}") from e
-                done += 1
-                if progress is not None:
-                    progress(done, len(order))
+        except (EncodeError, OSError, ValueError, RuntimeError) as e:
+            raise EncodeError(f"could not write {path}: {_describe(e)}") from e
+        done = 0
+        for index in order:
+            rgb = source.frame(index)
             try:
-                writer.close()
+                writer.add(rgb)
                 if preview_writer:
-                    preview_writer.close()
+                    preview_writer.add(rgb)
             except Exception as e:
                 raise EncodeError(f"could not write {path}: {_describe(e)}") from e
-        except BaseException as e:
-            writer.abort()
+            done += 1
+            if progress is not None:
+                progress(done, len(order))
+        try:
+            writer.close()
             if preview_writer:
-                preview_writer.abort()
-            if preview_ctx:
-                preview_ctx.__exit__(type(e), e, e.__traceback__)
-            raise
-        if preview_ctx:
-            preview_ctx.__exit__(None, None, None)
+                preview_writer.close()
+        except Exception as e:
+            raise EncodeError(f"could not write {path}: {_describe(e)}") from e
+        writer = preview_writer = None
+        if sidecar:
+            sidecar_tmp = partial_name(sidecar)
+            try:
+                _write_json(sidecar_tmp, metadata)
+            except OSError as e:
+                raise EncodeError(f"could not write {sidecar}: {_describe(e)}") from e
+
+        # Into place.
+        try:
+            if numbered:
+                stem, first = stem_match.group("stem"), int(stem_match.group("number"))
+                parts = [(tmp, spec.extension)] + ([(sidecar_tmp, "json")] if sidecar_tmp else [])
+                number, finals = outputs.publish_numbered(folder, stem, parts, first)
+                published += finals
+                path = finals[0]
+                sidecar = finals[1] if sidecar_tmp else None
+                if preview_tmp:
+                    p_folder = os.path.dirname(preview_path)
+                    p_stem = f"{outputs.numbered_name(stem, number, '')}_preview"
+                    p_first = int(next_free_name(p_folder, p_stem, "webp")[len(p_stem) + 1:].split(".")[0])
+                    _, (preview_path,) = outputs.publish_numbered(p_folder, p_stem, [(preview_tmp, "webp")],
+                                                                  p_first)
+            else:
+                if os.path.isdir(path) and not os.path.islink(path) and not spec.is_sequence:
+                    raise EncodeError(f"{path} is an existing folder; nothing was replaced")
+                os.replace(tmp, path)
+                published.append(path)
+                if sidecar_tmp:
+                    os.replace(sidecar_tmp, sidecar)
+                    published.append(sidecar)
+                if preview_tmp:
+                    os.replace(preview_tmp, preview_path)
+        except OSError as e:
+            raise EncodeError(f"could not write {path}: {_describe(e)}") from e
+    except BaseException:
+        for w in (writer, preview_writer):
+            if w is not None:
+                w.abort()
+        for p in published:
+            _remove(p)
+        for p in (tmp, preview_tmp, sidecar_tmp):
+            outputs.discard(p)
+        _remove_folders(created)
+        _remove_folders(preview_created)
+        raise
+    finally:
+        for p in (tmp, preview_tmp, sidecar_tmp):
+            outputs.release(p)
     files = []
     if spec.is_sequence:
         files = [os.path.join(path, PngSequenceWriter.frame_name(i)) for i in range(len(order))]
-    sidecar = None
-    if metadata is not None:  # None: no metadata wanted at all (ComfyUI's --disable-metadata)
-        sidecar = (path if spec.is_sequence else os.path.splitext(path)[0]) + ".json"
-        try:
-            write_sidecar(sidecar, metadata)
-        except OSError as e:
-            _remove(path)
-            raise EncodeError(f"could not write {sidecar}: {_describe(e)}") from e
     return SaveResult(path, sidecar, spec, len(order), preview_path, files)
 
 
 def output_path(base_dir: str, filename_prefix: str, spec: fmt.FormatSpec, width: int | None = None,
                 height: int | None = None, now=None) -> str:
-    """The next free ``{prefix}_{NNNNN}.{ext}`` under ``base_dir`` (date tokens expanded)."""
+    """The next free ``{prefix}_{NNNNN}.{ext}`` under ``base_dir`` (date tokens expanded). Only a first
+    guess when writers run concurrently: :func:`save` takes the next number if another writer got there
+    first."""
     prefix = expand_tokens(filename_prefix, now=now, width=width, height=height)
     folder, stem = resolve_prefix(base_dir, prefix)
     return os.path.join(folder, next_free_name(folder, stem, spec.extension))
@@ -289,16 +389,25 @@ def output_path(base_dir: str, filename_prefix: str, spec: fmt.FormatSpec, width
 def save(source, base_dir: str, filename_prefix: str, format_name: str, frame_rate: float, loop_count: int = 0,
          pingpong: bool = False, metadata: dict | None = None, options: dict | None = None, audio=None,
          progress=None, preview_dir: str | None = None, now=None) -> SaveResult:
-    """Pick the next free name under ``base_dir`` and :func:`encode` there. Formats a browser cannot play
-    (ProRes, H.265) also get an animated WebP preview in ``preview_dir``."""
+    """Pick the next free name under ``base_dir`` and :func:`encode` there, never replacing a file (two
+    writers sharing the folder get different numbers). Formats a browser cannot play (ProRes, H.265)
+    also get an animated WebP preview in ``preview_dir``. Stale partial files that killed writers left
+    in these folders are removed first (``outputs.remove_stale_partials``)."""
     spec = get_spec(format_name)
     path = output_path(base_dir, filename_prefix, spec, source.width, source.height, now)
+    folder = os.path.dirname(path)
+    outputs.clean_once(base_dir)
+    outputs.remove_stale_partials(folder)
     preview = None
     if preview_dir and spec.is_video and not spec.browser_playable:
+        outputs.clean_once(preview_dir)
         stem = os.path.splitext(os.path.basename(path))[0]
         preview = os.path.join(preview_dir, next_free_name(preview_dir, f"{stem}_preview", "webp"))
-    return encode(source, path, format_name, frame_rate, loop_count, pingpong, metadata, options, audio, progress,
-                  preview)
+    try:
+        return encode(source, path, format_name, frame_rate, loop_count, pingpong, metadata, options, audio,
+                      progress, preview, numbered=True)
+    except OutputPathError as e:
+        raise OutputPathError(f"filename_prefix {filename_prefix!r}: {e}") from None
 
 
 def ui_item(path: str, base_dir: str, kind: str) -> dict:
