@@ -21,7 +21,7 @@ from collections import OrderedDict
 
 import torch
 
-from .checkpoint import CheckpointError, read_layout, read_tensors
+from .checkpoint import CheckpointError, check_finite, read_layout, read_tensors
 from .formats import LAYOUT_DIFFUSERS, MotionFormat, analyse, expected_keys, file_keys
 from .temporal import MotionModuleSet, PositionalEncoding, TorchOperations, sinusoidal_table
 
@@ -184,6 +184,8 @@ def motion_model_from_tensors(tensors: dict, source: str = "checkpoint", config:
         if not fmt.dtype.is_floating_point:
             # a header dtype the layout reader does not name (fp8): the tensors themselves tell
             fmt.dtype = next(tensors[fk].dtype for ck, fk in key_map.items() if ck.endswith("proj_in.weight"))
+    # NaN / Inf weights would give black videos reported as success: refused here, once per load.
+    check_finite({k: tensors[k] for k in sorted(needed)}, source)
     canonical = {}
     for ck, fk in key_map.items():
         if ck in wanted:

@@ -114,6 +114,33 @@ def test_bad_motion_module_file(server, broken_module):
     assert_reads_well(history_error(server, prompt_id), broken_module)  # what /history keeps
 
 
+@pytest.fixture
+def diverged_module(server):
+    """The tiny module with one NaN weight: it used to give an all-black video reported as success."""
+    from safetensors.torch import load_file, save_file
+    tensors = load_file(os.path.join(server.models_dir, "animatediff_models", "tiny_mm_v2.safetensors"))
+    key = sorted(k for k in tensors if k.endswith("to_q.weight"))[0]
+    tensors[key].view(-1)[0] = float("nan")
+    name = "diverged_motion_module.safetensors"
+    path = os.path.join(server.models_dir, "animatediff_models", name)
+    save_file(tensors, path)
+    yield name, key
+    os.remove(path)
+
+
+def test_motion_module_with_nan_weights_is_refused_before_sampling(server, diverged_module):
+    name, key = diverged_module
+    with pytest.raises(ExecutionFailed) as info:
+        server.run(prompt_with(name, 2))
+    details = info.value.details
+    assert details["node_type"] == "LoadMotionModule"  # refused when loaded, not after sampling
+    assert details["exception_type"] == "ValueError"
+    message = details["exception_message"]
+    assert message.startswith(f"{name}: tensor '{key}' holds 1 NaN value (of "), message
+    # the tensor's own name holds "motion_modules": left out of the check for the pack's module path
+    assert_reads_well({**details, "exception_message": message.replace(key, "KEY")}, name)
+
+
 def test_error_raised_inside_the_hosts_sampler(server):
     """The frame limit is found inside the UNet call, under the host's own KSampler node: it leaves
     through the pack's model wrapper as a builtin type too."""
