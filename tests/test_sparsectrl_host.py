@@ -1,0 +1,201 @@
+"""SparseCtrl in the real host (in-process): the tiny RGB and scribble files applied with Apply SparseCtrl and
+sampled by the host's own KSampler; context windows; bad inputs.
+
+The windows invariant: with the ``batched`` schedule, sampling in windows equals each window sampled alone
+with its own keyframes (in window-local indices). One euler step to sigma 0 returns the model's
+CFG-combined prediction, so the comparison is on the model output (tests/test_windows_conditioning.py).
+"""
+
+import logging
+import os
+
+import pytest
+import torch
+
+from tests.test_host_patching import apply
+from tests.test_windows_conditioning import (FRAMES, HALF, SIZE, assert_close, conditioning, images, mode,  # noqa: F401
+                                             model_output, windowed)
+
+RGB, SCRIBBLE = "tiny_sparsectrl_rgb.safetensors", "tiny_sparsectrl_scribble.safetensors"
+
+
+@pytest.fixture(scope="module")
+def motion(host, tiny_models):
+    return host.motion_modules.load_motion_model(tiny_models.motion_module)
+
+
+@pytest.fixture(scope="module")
+def sparsectrl(host, tiny_models):
+    loaded = {}
+
+    def get(name):
+        if name not in loaded:
+            path = os.path.join(tiny_models.controlnet, name)
+            if not os.path.exists(path):
+                pytest.skip(f"{name} not generated (run scripts/setup.sh)")
+            module = host.host_module.sparse_control
+            loaded[name] = module.LoadedSparseCtrl(module.load_sparse_ctrl(path))
+        return loaded[name]
+    return get
+
+
+def node(host, name):
+    return host.pack.NODE_CLASS_MAPPINGS[name]()
+
+
+def with_sparsectrl(host, sd15, loaded, keyframes, indices, frames, positive=None, negative=None, strength=1.0,
+                    start=0.0, end=1.0, size=SIZE, vae=True):
+    positive = conditioning(5) if positive is None else positive
+    negative = conditioning(6) if negative is None else negative
+    latent = {"samples": torch.zeros(frames, 4, size, size)}
+    return node(host, "ApplySparseCtrl").apply(positive, negative, loaded, keyframes, indices, latent, strength,
+                                               start, end, sd15.vae if vae else None)
+
+
+def warnings_in(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("name", [RGB, SCRIBBLE])
+def test_keyframes_change_the_animation(host, sd15, motion, sparsectrl, name, caplog):
+    """Applied to the host's KSampler on the animated tiny model: the residuals fit the UNet (no warning),
+    the keyframes have an effect, and the frames near a keyframe move most."""
+    loaded = sparsectrl(name)
+    animated = apply(host, sd15.model, motion)
+    frames = 8
+    keyframes = images(2, 11)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        on = model_output(host, animated, *with_sparsectrl(host, sd15, loaded, keyframes, "0, -1", frames),
+                          frames=frames)
+    assert warnings_in(caplog) == []
+    off = model_output(host, animated, *with_sparsectrl(host, sd15, loaded, keyframes, "0, 7", frames, strength=0.0),
+                       frames=frames)
+    plain = model_output(host, animated, conditioning(5), conditioning(6), frames=frames)
+    assert_close(off, plain, atol=1e-5)  # strength 0: nothing added
+    effect = (on - off).abs().mean().item()
+    assert effect > 0.01, effect
+    # Other keyframes, another result: the images matter, not only the mask.
+    other = model_output(host, animated, *with_sparsectrl(host, sd15, loaded, images(2, 12), "0, 7", frames),
+                         frames=frames)
+    assert (other - on).abs().max().item() > 1e-3
+    # A step range that excludes the only step: no effect.
+    late = model_output(host, animated, *with_sparsectrl(host, sd15, loaded, keyframes, "0, 7", frames, start=0.5),
+                        frames=frames)
+    assert_close(late, off, atol=1e-5)
+
+
+def test_chains_with_a_host_controlnet(host, sd15, motion, sparsectrl, tiny_models):
+    """SparseCtrl on top of a ControlNet and a ControlNet on top of SparseCtrl: both residuals reach the UNet."""
+    controlnet = host.comfy.controlnet.load_controlnet(os.path.join(tiny_models.controlnet,
+                                                                    "tiny_controlnet_sd15.safetensors"))
+    animated = apply(host, sd15.model, motion)
+    frames, loaded = 8, sparsectrl(RGB)
+    hint = images(frames, 1)
+    apply_cn = host.nodes.ControlNetApplyAdvanced()
+
+    def cn(p, n, strength=1.0):
+        return apply_cn.apply_controlnet(positive=p, negative=n, control_net=controlnet, image=hint, strength=strength,
+                                         start_percent=0.0, end_percent=1.0)[:2]
+
+    keyframes = images(1, 11)
+    sc_only = model_output(host, animated, *with_sparsectrl(host, sd15, loaded, keyframes, "0", frames), frames=frames)
+    cn_only = model_output(host, animated, *cn(conditioning(5), conditioning(6)), frames=frames)
+    sc_then_cn = model_output(host, animated, *cn(*with_sparsectrl(host, sd15, loaded, keyframes, "0", frames)),
+                              frames=frames)
+    p, n = cn(conditioning(5), conditioning(6))
+    cn_then_sc = model_output(host, animated, *with_sparsectrl(host, sd15, loaded, keyframes, "0", frames, p, n),
+                              frames=frames)
+    assert_close(sc_then_cn, cn_then_sc, atol=1e-4)  # residuals add up the same either way
+    for alone in (sc_only, cn_only):
+        assert (sc_then_cn - alone).abs().max().item() > 1e-3
+
+
+def test_ksampler_animate_sampler_and_sampler_custom_agree(host, sd15, motion, sparsectrl):
+    """The three ways to sample (KSampler's comfy.sample.sample, AnimateSampler, SamplerCustom's
+    comfy.sample.sample_custom with KSamplerSelect / BasicScheduler) run the SparseCtrl alike: same samples,
+    two steps, and not those without it."""
+    from comfy_extras import nodes_custom_sampler as custom
+    animated = apply(host, sd15.model, motion)
+    frames = 8
+    p, n = with_sparsectrl(host, sd15, sparsectrl(RGB), images(2, 11), "0, 7", frames)
+    latent = torch.zeros(frames, 4, SIZE, SIZE)
+    noise = host.comfy.sample.prepare_noise(latent, 1)
+    with torch.inference_mode():
+        ksampler = host.comfy.sample.sample(animated, noise, 2, 7.5, "euler", "normal", p, n, latent, seed=1,
+                                            disable_pbar=True)
+        plain = host.comfy.sample.sample(animated, noise, 2, 7.5, "euler", "normal", conditioning(5),
+                                         conditioning(6), latent, seed=1, disable_pbar=True)
+        animate = host.pack.nodes.sampling.AnimateSampler().sample(
+            model=animated, seed=1, steps=2, cfg=7.5, sampler_name="euler", scheduler="normal", positive=p,
+            negative=n, latent_image={"samples": latent}, denoise=1.0, noise_type="default",
+            seed_mode="one generator for the batch")[0]["samples"]
+        sampler = custom.KSamplerSelect().get_sampler("euler")[0]
+        sigmas = custom.BasicScheduler().get_sigmas(animated, "normal", 2, 1.0)[0]
+        sampler_custom = host.comfy.sample.sample_custom(animated, noise, 7.5, sampler, sigmas, p, n, latent,
+                                                         seed=1, disable_pbar=True)
+    assert_close(animate, ksampler, atol=1e-6)
+    assert_close(sampler_custom, ksampler, atol=1e-6)
+    assert (ksampler - plain).abs().max().item() > 0.01
+
+
+@pytest.mark.parametrize("name", [RGB, SCRIBBLE])
+def test_windows_equal_each_window_alone(host, sd15, motion, sparsectrl, mode, name):  # noqa: F811
+    """16 frames in two batched windows of 8, keyframes at 0, 5 and 12: the first window sees 0 and 5, the
+    second sees 12 as its frame 4. Current ComfyUI runs a copy of the SparseCtrl per window; the 2024 host
+    (and its code path forced on current ComfyUI) runs it once per step and computes each window's residuals
+    on that window's frames."""
+    loaded = sparsectrl(name)
+    animated = apply(host, sd15.model, motion)
+    keyframes = images(3, 21)
+    p, n = with_sparsectrl(host, sd15, loaded, keyframes, "0, 5, 12", FRAMES)
+    batches = []
+    hook = loaded.network.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        in_windows = model_output(host, windowed(host, animated), p, n)
+    finally:
+        hook.remove()
+    assert batches == [2 * HALF, 2 * HALF]  # cond + uncond of each window's 8 frames, on both code paths
+    first = with_sparsectrl(host, sd15, loaded, keyframes[:2], "0, 5", HALF)
+    second = with_sparsectrl(host, sd15, loaded, keyframes[2:], "4", HALF)
+    noise = torch.randn((FRAMES, 4, SIZE, SIZE), generator=torch.Generator().manual_seed(3))
+    alone = torch.cat([model_output(host, animated, *first, frames=HALF, noise=noise[:HALF]),
+                       model_output(host, animated, *second, frames=HALF, noise=noise[HALF:])])
+    assert_close(in_windows, alone, atol=1e-4)
+    # ... and not what the whole clip's SparseCtrl would give each window: the keyframes of one window do not
+    # reach the other.
+    only_first = with_sparsectrl(host, sd15, loaded, keyframes[:2], "0, 5", FRAMES)
+    differs = model_output(host, windowed(host, animated), *only_first)
+    assert_close(differs[:HALF], in_windows[:HALF])
+    assert (differs[HALF:] - in_windows[HALF:]).abs().max().item() > 1e-3
+
+
+def test_long_clip_in_overlapping_windows(host, sd15, motion, sparsectrl, mode):  # noqa: F811
+    """40 frames (beyond SparseCtrl's 32) with keyframes at 0, 20 and 39, in static windows of 16 sharing 4
+    (frames 0-15, 12-27, 24-39): the keyframe at 20 reaches exactly the frames of the one window holding it.
+    The 2024 host's code path refuses overlapping windows, saying why and what works."""
+    loaded = sparsectrl(SCRIBBLE)
+    animated = windowed(host, apply(host, sd15.model, motion), context_length=16, schedule="standard_static",
+                        overlap=4)
+    frames, keyframes = 40, images(3, 31, size=32)
+    p, n = with_sparsectrl(host, sd15, loaded, keyframes, "0, 20, -1", frames, size=4)
+    if not (mode == "host" and host.host_module.HOST.cond_batch_wrapper):
+        with pytest.raises(ValueError, match=r"SparseCtrl in context windows on this ComfyUI version needs the "
+                                             r"'batched' schedule \(got 'standard_static'\).*whole clip \(40 frames\), "
+                                             r"before the pack cuts it into windows of 16"):
+            model_output(host, animated, p, n, frames=frames, size=4)
+        return
+    out = model_output(host, animated, p, n, frames=frames, size=4)
+    without = model_output(host, animated, *with_sparsectrl(host, sd15, loaded, keyframes[[0, 2]], "0, -1", frames,
+                                                            size=4), frames=frames, size=4)
+    change = (out - without).abs().amax(dim=(1, 2, 3))
+    assert change[:12].max().item() == 0 and change[28:].max().item() == 0, change.tolist()
+    assert change[12:28].min().item() > 1e-4, change.tolist()  # 6e-4 to 3e-3 seen (tiny models, one step)
+
+
+def test_too_many_frames_without_windows(host, sd15, motion, sparsectrl):
+    loaded = sparsectrl(RGB)
+    # The motion module itself allows 32; SparseCtrl too: 33 frames fail, with advice for this host.
+    p, n = with_sparsectrl(host, sd15, loaded, images(1, 1), "0", 33, size=2)
+    with pytest.raises(ValueError, match=r"33 frames reach SparseCtrl, whose motion modules take at most 32"):
+        model_output(host, sd15.model, p, n, frames=33, size=2)
