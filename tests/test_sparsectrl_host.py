@@ -8,6 +8,7 @@ CFG-combined prediction, so the comparison is on the model output (tests/test_wi
 
 import logging
 import os
+import types
 
 import pytest
 import torch
@@ -199,3 +200,71 @@ def test_too_many_frames_without_windows(host, sd15, motion, sparsectrl):
     p, n = with_sparsectrl(host, sd15, loaded, images(1, 1), "0", 33, size=2)
     with pytest.raises(ValueError, match=r"33 frames reach SparseCtrl, whose motion modules take at most 32"):
         model_output(host, sd15.model, p, n, frames=33, size=2)
+
+
+# ---- bad inputs --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("indices,count,message", [
+    ("0, 16", 2, "frame index 16 is outside the clip of 16 frames"),
+    ("-17", 1, "frame index -17 is outside the clip of 16 frames"),
+    ("0, 15", 3, r"3 keyframe images but 2 frame indices \(0, 15\)"),
+    ("0, 8, 15", 2, r"2 keyframe images but 3 frame indices \(0, 8, 15\)"),
+])
+def test_bad_keyframes(host, sd15, sparsectrl, indices, count, message):
+    with pytest.raises(ValueError, match=message) as info:
+        with_sparsectrl(host, sd15, sparsectrl(RGB), images(count, 1), indices, FRAMES)
+    assert type(info.value) is ValueError  # the node hands the host a plain ValueError
+
+
+def test_rgb_needs_the_vae(host, sd15, sparsectrl):
+    with pytest.raises(ValueError, match="tiny_sparsectrl_rgb.safetensors is an RGB SparseCtrl.*connect the "
+                                         "checkpoint's VAE"):
+        with_sparsectrl(host, sd15, sparsectrl(RGB), images(1, 1), "0", FRAMES, vae=False)
+    # scribble files do not use it
+    with_sparsectrl(host, sd15, sparsectrl(SCRIBBLE), images(1, 1), "0", FRAMES, vae=False)
+
+
+@pytest.mark.parametrize("strength,start,end,message", [
+    (float("nan"), 0.0, 1.0, "strength is nan"),
+    (1.0, 0.8, 0.2, "start_percent 0.8 and end_percent 0.2"),
+])
+def test_bad_options(host, sd15, sparsectrl, strength, start, end, message):
+    with pytest.raises(ValueError, match=message):
+        with_sparsectrl(host, sd15, sparsectrl(RGB), images(1, 1), "0", FRAMES, strength=strength, start=start,
+                        end=end)
+
+
+def test_latent_that_is_not_the_sampled_one(host, sd15, motion, sparsectrl):
+    animated = apply(host, sd15.model, motion)
+    p, n = with_sparsectrl(host, sd15, sparsectrl(RGB), images(1, 1), "0", 8)
+    with pytest.raises(ValueError, match="Apply SparseCtrl was given a latent of 8 frames, but the sampler is "
+                                         "sampling 6: connect the LATENT you sample"):
+        model_output(host, animated, p, n, frames=6)
+    with pytest.raises(ValueError, match=r"given a 8x8 latent, but the sampler samples 4x4 latents"):
+        model_output(host, animated, p, n, frames=8, size=4)
+
+
+def test_sdxl_model_refused(host, sparsectrl, tiny_models):
+    from tests.test_sdxl import MODELS
+    ckpt = os.path.join(MODELS, "checkpoints", "tiny_sdxl.safetensors")
+    if not os.path.exists(ckpt):
+        pytest.skip("tiny SDXL checkpoint not generated")
+    with torch.inference_mode():
+        model, _, vae = host.comfy.sd.load_checkpoint_guess_config(ckpt, output_vae=True, output_clip=False)[:3]
+    positive = [[torch.randn(1, 77, 2048), {"pooled_output": torch.randn(1, 1280)}]]
+    negative = [[torch.randn(1, 77, 2048), {"pooled_output": torch.randn(1, 1280)}]]
+    p, n = with_sparsectrl(host, types.SimpleNamespace(vae=vae), sparsectrl(SCRIBBLE), images(1, 1), "0", 4,
+                           positive, negative, size=4)
+    with pytest.raises(ValueError, match=r"tiny_sparsectrl_scribble.safetensors is a SparseCtrl for custom UNets "
+                                         r"\(input-block channels \[320, 320, 320, 320\], text context 768\), but the "
+                                         r"model being sampled is SDXL"):
+        model_output(host, model, p, n, frames=4, size=4)
+
+
+def test_motion_module_and_sparsectrl_swapped(host, tiny_models):
+    module = host.host_module.sparse_control
+    with pytest.raises(ValueError, match="tiny_mm_v2.safetensors is not a SparseCtrl: it is an AnimateDiff motion "
+                                         "module"):
+        module.load_sparse_ctrl(tiny_models.motion_module)
+    with pytest.raises(ValueError, match="tiny_sparsectrl_rgb.safetensors is not a motion module: it is a SparseCtrl"):
+        host.motion_modules.load_motion_model(os.path.join(tiny_models.controlnet, RGB))
