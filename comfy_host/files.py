@@ -110,3 +110,17 @@ def latent_decoder(vae):
             images = images.reshape((-1,) + tuple(images.shape[-3:]))
         return images
     return decode
+
+
+def image_encoder(vae):
+    """IMAGE batch (frames, height, width, 3) -> latent samples, through the host's VAE (as VAEEncode)."""
+    def encode(images):
+        check_interrupted()
+        return vae.encode(images[:, :, :, :3])
+    return encode
+
+
+def free_memory_bytes() -> int:
+    """Memory free for decoded frames (which stay in RAM): what the host counts as free on the CPU."""
+    import torch
+    return int(comfy.model_management.get_free_memory(torch.device("cpu")))

@@ -6,7 +6,7 @@ from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule, MotionS
 from .sampling import AnimateSampler, ContextScheduler
 from .sparse_control import ApplySparseCtrl, LoadSparseCtrl
 from .video import VideoCombine
-from .video_in import LoadVideoFrames
+from .video_in import LoadVideoFrames, LoadVideoLatents
 
 NODE_CLASS_MAPPINGS = {
     "LoadMotionModule": LoadMotionModule,
@@ -19,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "ApplySparseCtrl": ApplySparseCtrl,
     "VideoCombine": VideoCombine,
     "LoadVideoFrames": LoadVideoFrames,
+    "LoadVideoLatents": LoadVideoLatents,
     "PromptTravel": PromptTravel,
 }
 
@@ -33,6 +34,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplySparseCtrl": "Apply SparseCtrl",
     "VideoCombine": "Video Combine",
     "LoadVideoFrames": "Load Video (frames)",
+    "LoadVideoLatents": "Load Video (latents)",
     "PromptTravel": "Prompt Travel (keyframed prompts)",
 }
 

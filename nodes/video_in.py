@@ -1,56 +1,61 @@
-"""LoadVideoFrames: a video file from the input folder as an IMAGE batch (thin layer over video_in/)."""
+"""Video in: a video file from the input folder as an IMAGE batch (LoadVideoFrames) or, encoded a few frames at
+a time, as a LATENT batch (LoadVideoLatents). Thin layers over video_in/."""
 
 import os
 
 from .. import comfy_host
-from ..video_in import LoadOptions, VideoReadError, list_videos, probe, read_frames
+from ..video_in import (LoadOptions, MemoryPlan, VideoReadError, iter_frames, list_videos, planned_frame_count,
+                        probe, read_audio)
+
+# Peak bytes per colour value while loading an IMAGE batch: the decoded uint8 frames (1) and the float32
+# batch made from them (4) are both alive until the last frame is copied.
+IMAGE_BYTES_PER_VALUE = 5
+# Frames the latent loader holds as RGB at once at most (one VAE call).
+MAX_ENCODE_BATCH = 256
 
 
-class LoadVideoFrames:
-    DESCRIPTION = ("Decodes a video from ComfyUI's input folder into an IMAGE batch (one image per frame), for "
-                   "video-to-video: pick which frames, re-time, resize to a multiple of 8.")
+def _selection_inputs() -> dict:
+    """The inputs both loaders share: which file, which frames, what size."""
+    return {
+        "video": (list_videos(comfy_host.input_directory()), {
+            "tooltip": "A video file in ComfyUI's input folder (mp4, webm, mkv, mov, avi, gif, ...). Copy it "
+                       "there, or upload it through the /upload/image route, then refresh."}),
+        "force_rate": ("FLOAT", {
+            "default": 0.0, "min": 0.0, "max": 240.0, "step": 0.5,
+            "tooltip": "Re-time the video to this many frames per second before selecting frames (frames are "
+                       "dropped or repeated, the speed stays). 0 keeps the video's own frames."}),
+        "frame_load_cap": ("INT", {
+            "default": 16, "min": 0, "max": 100000, "step": 1,
+            "tooltip": "At most this many frames are loaded (0 = all). Without context windows the motion "
+                       "module's limit applies (16-32)."}),
+        "skip_first_frames": ("INT", {
+            "default": 0, "min": 0, "max": 1000000, "step": 1,
+            "tooltip": "Frames dropped from the start (counted after force_rate)."}),
+        "select_every_nth": ("INT", {
+            "default": 1, "min": 1, "max": 1000, "step": 1,
+            "tooltip": "Keep one frame in n (1 = every frame), after skipping."}),
+        "custom_width": ("INT", {
+            "default": 0, "min": 0, "max": 8192, "step": 8,
+            "tooltip": "Output width in pixels; 0 = from the video, or from custom_height keeping the aspect "
+                       "ratio."}),
+        "custom_height": ("INT", {
+            "default": 0, "min": 0, "max": 8192, "step": 8,
+            "tooltip": "Output height in pixels; 0 = from the video, or from custom_width keeping the aspect "
+                       "ratio."}),
+        "multiple_of_8": ("BOOLEAN", {
+            "default": True,
+            "tooltip": "Round width and height to the nearest multiple of 8 (what the VAE needs). Off keeps "
+                       "the exact size."}),
+    }
+
+
+_AUDIO_TOOLTIP = ("The sound under the loaded frames (from the first loaded frame for as long as they play at "
+                  "frame_rate), for Video Combine's audio input; None when the file has no audio stream.")
+
+
+class _VideoFile:
+    """Checks and change detection of the `video` input, shared by both loaders."""
     CATEGORY = "AnimateDiff"
-    RETURN_TYPES = ("IMAGE", "INT", "FLOAT")
-    RETURN_NAMES = ("images", "frame_count", "frame_rate")
-    OUTPUT_TOOLTIPS = ("The selected frames, RGB.",
-                       "How many frames were loaded.",
-                       "Frames per second at which these frames play at the video's own speed: force_rate (or the "
-                       "video's rate) divided by select_every_nth. Connect it to Video Combine's frame_rate.")
-    FUNCTION = "load"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "video": (list_videos(comfy_host.input_directory()), {
-                "tooltip": "A video file in ComfyUI's input folder (mp4, webm, mkv, mov, avi, gif, ...). Copy it "
-                           "there, or upload it through the /upload/image route, then refresh."}),
-            "force_rate": ("FLOAT", {
-                "default": 0.0, "min": 0.0, "max": 240.0, "step": 0.5,
-                "tooltip": "Re-time the video to this many frames per second before selecting frames (frames are "
-                           "dropped or repeated, the speed stays). 0 keeps the video's own frames."}),
-            "frame_load_cap": ("INT", {
-                "default": 16, "min": 0, "max": 100000, "step": 1,
-                "tooltip": "At most this many frames are loaded (0 = all). Without context windows the motion "
-                           "module's limit applies (16-32)."}),
-            "skip_first_frames": ("INT", {
-                "default": 0, "min": 0, "max": 1000000, "step": 1,
-                "tooltip": "Frames dropped from the start (counted after force_rate)."}),
-            "select_every_nth": ("INT", {
-                "default": 1, "min": 1, "max": 1000, "step": 1,
-                "tooltip": "Keep one frame in n (1 = every frame), after skipping."}),
-            "custom_width": ("INT", {
-                "default": 0, "min": 0, "max": 8192, "step": 8,
-                "tooltip": "Output width in pixels; 0 = from the video, or from custom_height keeping the aspect "
-                           "ratio."}),
-            "custom_height": ("INT", {
-                "default": 0, "min": 0, "max": 8192, "step": 8,
-                "tooltip": "Output height in pixels; 0 = from the video, or from custom_width keeping the aspect "
-                           "ratio."}),
-            "multiple_of_8": ("BOOLEAN", {
-                "default": True,
-                "tooltip": "Round width and height to the nearest multiple of 8 (what the VAE needs). Off keeps "
-                           "the exact size."}),
-        }}
 
     @classmethod
     def VALIDATE_INPUTS(cls, video):
@@ -75,13 +80,123 @@ class LoadVideoFrames:
             return ""
         return f"{stat.st_mtime_ns}:{stat.st_size}"
 
+    @staticmethod
+    def _open(video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width, custom_height,
+              multiple_of_8, bytes_per_value, what, alternative=""):
+        """(path, selection, frames generator), refused before decoding when the planned frames cannot fit."""
+        options = LoadOptions(frame_load_cap=frame_load_cap, skip_first_frames=skip_first_frames,
+                              select_every_nth=select_every_nth, force_rate=force_rate, width=custom_width,
+                              height=custom_height, multiple_of=8 if multiple_of_8 else 1)
+        path = comfy_host.input_file_path(video)
+        selection, frames = iter_frames(path, options)
+        planned = planned_frame_count(selection.source, options)
+        if planned:
+            try:
+                MemoryPlan(planned, selection.width, selection.height, bytes_per_value, what).check(
+                    comfy_host.free_memory_bytes(), os.path.basename(path), alternative)
+            except VideoReadError:
+                frames.close()
+                raise
+        return path, selection, frames
+
+    @staticmethod
+    def _audio(path, selection):
+        sound = read_audio(path, selection.start_time, selection.duration, selection.first_frame_time)
+        if sound is None:
+            return None
+        import torch
+        samples, rate = sound
+        return {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": rate}
+
+
+class LoadVideoFrames(_VideoFile):
+    DESCRIPTION = ("Decodes a video from ComfyUI's input folder into an IMAGE batch (one image per frame), for "
+                   "video-to-video: pick which frames, re-time, resize to a multiple of 8. Refuses, before "
+                   "decoding, a selection that would not fit in memory.")
+    RETURN_TYPES = ("IMAGE", "INT", "FLOAT", "AUDIO", "INT", "INT")
+    RETURN_NAMES = ("images", "frame_count", "frame_rate", "audio", "width", "height")
+    OUTPUT_TOOLTIPS = ("The selected frames, RGB.",
+                       "How many frames were loaded.",
+                       "Frames per second at which these frames play at the video's own speed: force_rate (or the "
+                       "video's rate) divided by select_every_nth. Connect it to Video Combine's frame_rate.",
+                       _AUDIO_TOOLTIP,
+                       "Width of the loaded frames in pixels.",
+                       "Height of the loaded frames in pixels.")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": _selection_inputs()}
+
     def load(self, video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
              custom_height, multiple_of_8):
         import torch
 
-        options = LoadOptions(frame_load_cap=frame_load_cap, skip_first_frames=skip_first_frames,
-                              select_every_nth=select_every_nth, force_rate=force_rate, width=custom_width,
-                              height=custom_height, multiple_of=8 if multiple_of_8 else 1)
-        clip = read_frames(comfy_host.input_file_path(video), options)
-        images = torch.from_numpy(clip.frames).to(torch.float32).div_(255.0)
-        return (images, clip.frame_count, float(clip.frame_rate))
+        path, selection, frames = self._open(
+            video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width, custom_height,
+            multiple_of_8, IMAGE_BYTES_PER_VALUE, "as an IMAGE batch",
+            "Load Video (latents), which never holds the whole clip as images")
+        decoded = list(frames)
+        images = torch.empty((len(decoded), selection.height, selection.width, 3), dtype=torch.float32)
+        for i, frame in enumerate(decoded):  # frame by frame: no second uint8 copy of the clip
+            images[i] = torch.from_numpy(frame)
+        decoded.clear()
+        images.div_(255.0)
+        return (images, selection.frame_count, float(selection.frame_rate), self._audio(path, selection),
+                selection.width, selection.height)
+
+
+class LoadVideoLatents(_VideoFile):
+    DESCRIPTION = ("Decodes a video from ComfyUI's input folder and encodes it with the VAE a few frames at a "
+                   "time into a LATENT batch, for video-to-video on long clips: the clip is never held whole as "
+                   "images (memory flat in the frame count apart from the small latents). The same frame "
+                   "selection as Load Video (frames); the result equals Load Video (frames) -> VAE Encode.")
+    RETURN_TYPES = ("LATENT", "INT", "FLOAT", "AUDIO", "INT", "INT")
+    RETURN_NAMES = ("latent", "frame_count", "frame_rate", "audio", "width", "height")
+    OUTPUT_TOOLTIPS = ("The selected frames encoded by the VAE: one latent per frame, for a sampler's "
+                       "latent_image (denoise below 1 for video to video).",
+                       "How many frames were loaded.",
+                       "Frames per second at which these frames play at the video's own speed. Connect it to "
+                       "Video Combine's frame_rate.",
+                       _AUDIO_TOOLTIP,
+                       "Width of the loaded frames in pixels.",
+                       "Height of the loaded frames in pixels.")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inputs = _selection_inputs()
+        inputs["vae"] = ("VAE", {"tooltip": "The VAE that encodes the frames (the checkpoint's)."})
+        inputs["encode_batch"] = ("INT", {
+            "default": 16, "min": 1, "max": MAX_ENCODE_BATCH, "step": 1,
+            "tooltip": "Frames decoded and encoded per VAE call: the most frames held as images at once. "
+                       "Lower it if the VAE runs out of memory."})
+        return {"required": inputs}
+
+    def load(self, video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
+             custom_height, multiple_of_8, vae, encode_batch):
+        import torch
+
+        if isinstance(encode_batch, bool) or not isinstance(encode_batch, int) \
+                or not 1 <= encode_batch <= MAX_ENCODE_BATCH:
+            raise ValueError(f"encode_batch is {encode_batch!r}; expected a whole number from 1 to "
+                             f"{MAX_ENCODE_BATCH} (frames per VAE call)")
+        # What stays for the whole clip is the latents: 4 values per 8x8 pixels, float32 (1/6 byte per value).
+        path, selection, frames = self._open(
+            video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width, custom_height,
+            multiple_of_8, 4 * 4 / (8 * 8 * 3), "as latents")
+        encode = comfy_host.image_encoder(vae)
+        batch = torch.empty((encode_batch, selection.height, selection.width, 3), dtype=torch.float32)
+        latents, filled = [], 0
+        for frame in frames:
+            batch[filled] = torch.from_numpy(frame)
+            filled += 1
+            if filled == encode_batch:
+                latents.append(encode(batch.div(255.0)).cpu())
+                filled = 0
+        if filled:
+            latents.append(encode(batch[:filled].div(255.0)).cpu())
+        samples = torch.cat(latents) if len(latents) > 1 else latents[0]
+        return ({"samples": samples}, selection.frame_count, float(selection.frame_rate),
+                self._audio(path, selection), selection.width, selection.height)
+

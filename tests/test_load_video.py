@@ -217,8 +217,9 @@ def load_video_prompt(video, **settings):
 def test_node_declaration(server):
     info = server.object_info["LoadVideoFrames"]
     assert info["display_name"] == "Load Video (frames)" and info["category"] == "AnimateDiff"
-    assert info["output"] == ["IMAGE", "INT", "FLOAT"]
-    assert info["output_name"] == ["images", "frame_count", "frame_rate"]
+    # outputs added later come last, so saved workflows' links keep their slots
+    assert info["output"] == ["IMAGE", "INT", "FLOAT", "AUDIO", "INT", "INT"]
+    assert info["output_name"] == ["images", "frame_count", "frame_rate", "audio", "width", "height"]
     for name, spec in info["input"]["required"].items():
         assert spec[1].get("tooltip"), name
 
