@@ -4,8 +4,8 @@ a time, as a LATENT batch (LoadVideoLatents). Thin layers over video_in/."""
 import os
 
 from .. import comfy_host
-from ..video_in import (LoadOptions, MemoryPlan, VideoReadError, iter_frames, list_videos, planned_frame_count,
-                        probe, read_audio)
+from ..video_in import (LoadOptions, MemoryPlan, VideoReadError, image_files, iter_frames, iter_images,
+                        list_image_folders, list_videos, planned_frame_count, probe, read_audio, select_images)
 
 # Peak bytes per colour value while loading an IMAGE batch: the decoded uint8 frames (1) and the float32
 # batch made from them (4) are both alive until the last frame is copied.
@@ -130,18 +130,11 @@ class LoadVideoFrames(_VideoFile):
 
     def load(self, video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
              custom_height, multiple_of_8):
-        import torch
-
         path, selection, frames = self._open(
             video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width, custom_height,
             multiple_of_8, IMAGE_BYTES_PER_VALUE, "as an IMAGE batch",
             "Load Video (latents), which never holds the whole clip as images")
-        decoded = list(frames)
-        images = torch.empty((len(decoded), selection.height, selection.width, 3), dtype=torch.float32)
-        for i, frame in enumerate(decoded):  # frame by frame: no second uint8 copy of the clip
-            images[i] = torch.from_numpy(frame)
-        decoded.clear()
-        images.div_(255.0)
+        images = _as_image_batch(frames, selection.height, selection.width)
         return (images, selection.frame_count, float(selection.frame_rate), self._audio(path, selection),
                 selection.width, selection.height)
 
@@ -200,3 +193,77 @@ class LoadVideoLatents(_VideoFile):
         return ({"samples": samples}, selection.frame_count, float(selection.frame_rate),
                 self._audio(path, selection), selection.width, selection.height)
 
+
+
+def _as_image_batch(frames, height, width):
+    """uint8 frames -> one float32 IMAGE batch in [0, 1], copied frame by frame (no second uint8 copy)."""
+    import torch
+    decoded = list(frames)
+    images = torch.empty((len(decoded), height, width, 3), dtype=torch.float32)
+    for i, frame in enumerate(decoded):
+        images[i] = torch.from_numpy(frame)
+    decoded.clear()
+    return images.div_(255.0)
+
+
+class LoadImageFolder:
+    DESCRIPTION = ("Loads a folder of images (a rendered or exported frame sequence) from ComfyUI's input folder "
+                   "as an IMAGE batch, in natural order (frame2 before frame10), with the same frame selection "
+                   "and resizing as Load Video (frames).")
+    CATEGORY = "AnimateDiff"
+    RETURN_TYPES = ("IMAGE", "INT", "FLOAT", "INT", "INT")
+    RETURN_NAMES = ("images", "frame_count", "frame_rate", "width", "height")
+    OUTPUT_TOOLTIPS = ("The selected images, RGB, all at one size.",
+                       "How many images were loaded.",
+                       "frame_rate divided by select_every_nth: the rate at which the selected images play at "
+                       "the sequence's own speed. Connect it to Video Combine's frame_rate.",
+                       "Width of the loaded images in pixels.",
+                       "Height of the loaded images in pixels.")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inputs = _selection_inputs()
+        del inputs["video"], inputs["force_rate"]
+        return {"required": {
+            "folder": (list_image_folders(comfy_host.input_directory()), {
+                "tooltip": "A folder inside ComfyUI's input folder holding the frames as image files (png, jpg, "
+                           "webp, bmp, tif), sorted naturally by name."}),
+            "frame_rate": ("FLOAT", {
+                "default": 8.0, "min": 0.1, "max": 240.0, "step": 0.5,
+                "tooltip": "Frames per second of the sequence (images have none of their own)."}),
+            **inputs}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, folder):
+        try:
+            path = comfy_host.input_file_path(folder)
+        except ValueError as e:
+            return str(e)
+        if not os.path.isdir(path):
+            return (f"image folder '{folder}' is not in ComfyUI's input folder ({comfy_host.input_directory()}): "
+                    f"copy it there, then pick it from the list")
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, folder, **_):
+        try:
+            path = comfy_host.input_file_path(folder)
+            return ";".join(f"{n}:{os.stat(os.path.join(path, n)).st_mtime_ns}" for n in image_files(path))
+        except (OSError, ValueError):
+            return ""
+
+    def load(self, folder, frame_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
+             custom_height, multiple_of_8):
+        import math
+        if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)) \
+                or not math.isfinite(frame_rate) or not 0.1 <= frame_rate <= 240:
+            raise ValueError(f"frame_rate is {frame_rate!r}; expected a number of frames per second from 0.1 to 240")
+        options = LoadOptions(frame_load_cap=frame_load_cap, skip_first_frames=skip_first_frames,
+                              select_every_nth=select_every_nth, width=custom_width, height=custom_height,
+                              multiple_of=8 if multiple_of_8 else 1)
+        sequence = select_images(comfy_host.input_file_path(folder), options)
+        MemoryPlan(sequence.frame_count, sequence.width, sequence.height, IMAGE_BYTES_PER_VALUE,
+                   "as an IMAGE batch").check(comfy_host.free_memory_bytes(), folder)
+        images = _as_image_batch(iter_images(sequence), sequence.height, sequence.width)
+        return (images, sequence.frame_count, float(frame_rate) / select_every_nth, sequence.width, sequence.height)

@@ -201,3 +201,70 @@ def test_a_clip_that_cannot_fit_is_refused_before_decoding(host, sd15, in_input_
 def test_encode_batch_out_of_range_is_refused(host, sd15, in_input_folder, bad):
     with pytest.raises(ValueError, match=r"encode_batch is .*; expected a whole number from 1 to 256"):
         node(host, "LoadVideoLatents").load(in_input_folder, **SELECTION, vae=sd15.vae, encode_batch=bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder of images
+
+def make_frames(folder, count=12, size=(40, 24)):
+    """frame1.png ... frame<count>.png, frame i a flat grey of 10 * i (natural order differs from plain
+    string order from frame10 on), plus a file that is not an image and a hidden one."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(1, count + 1):
+        Image.new("RGB", size, (10 * i,) * 3).save(folder / f"frame{i}.png")
+    (folder / "notes.txt").write_text("not a frame")
+    Image.new("RGB", size, (255, 0, 0)).save(folder / ".hidden.png")
+    return folder
+
+
+def test_image_folder_natural_order_selection_and_size(tmp_path):
+    from video_in import iter_images, list_image_folders, natural_key, select_images
+    folder = make_frames(tmp_path / "shots")
+    (tmp_path / "empty").mkdir()
+    assert list_image_folders(str(tmp_path)) == ["shots"]
+    assert sorted(["f10", "f2", "F1"], key=natural_key) == ["F1", "f2", "f10"]
+    sequence = select_images(str(folder), LoadOptions(skip_first_frames=1, select_every_nth=4, width=64,
+                                                      multiple_of=8))
+    assert sequence.names == ["frame2.png", "frame6.png", "frame10.png"]
+    assert (sequence.width, sequence.height) == (64, 40)  # 64 wide, height from 40x24's aspect ratio, to 8
+    frames = list(iter_images(sequence))
+    assert [f.shape for f in frames] == [(40, 64, 3)] * 3
+    assert [int(f.mean()) for f in frames] == [20, 60, 100]
+
+
+@pytest.mark.parametrize("options, message", [
+    (LoadOptions(force_rate=8.0), r"force_rate does not apply to a folder of images"),
+    (LoadOptions(skip_first_frames=50), r"no images left from folder 'shots': it has 12, and skip_first_frames=50"),
+])
+def test_image_folder_errors(tmp_path, options, message):
+    from video_in import select_images
+    folder = make_frames(tmp_path / "shots")
+    with pytest.raises(VideoReadError, match=message):
+        select_images(str(folder), options)
+
+
+def test_image_folder_bad_files_are_named(tmp_path):
+    from video_in import iter_images, select_images
+    folder = make_frames(tmp_path / "shots", count=3)
+    (folder / "frame2.png").write_bytes(b"not a png")
+    sequence = select_images(str(folder), LoadOptions())
+    with pytest.raises(VideoReadError, match=r"cannot read image 'frame2\.png' in folder 'shots'"):
+        list(iter_images(sequence))
+    with pytest.raises(VideoReadError, match=r"image folder 'none' not found"):
+        select_images(str(tmp_path / "none"), LoadOptions())
+
+
+def test_load_image_folder_node(host, monkeypatch, tmp_path):
+    make_frames(tmp_path / "shots")
+    monkeypatch.setattr(host.folder_paths, "get_input_directory", lambda: str(tmp_path))
+    cls = host.pack.NODE_CLASS_MAPPINGS["LoadImageFolder"]
+    assert cls.INPUT_TYPES()["required"]["folder"][0] == ["shots"]
+    assert cls.VALIDATE_INPUTS("shots") is True
+    assert "not in ComfyUI's input folder" in cls.VALIDATE_INPUTS("missing")
+    assert "outside" in cls.VALIDATE_INPUTS("../shots")
+    images, count, rate, width, height = cls().load("shots", 12.0, 5, 0, 2, 0, 0, True)
+    assert images.shape == (5, 24, 40, 3) and (count, rate, width, height) == (5, 6.0, 40, 24)
+    assert [round(v * 255) for v in images.mean(dim=(1, 2, 3)).tolist()] == [10, 30, 50, 70, 90]
+    with pytest.raises(ValueError, match=r"frame_rate is nan; expected a number of frames per second"):
+        cls().load("shots", float("nan"), 5, 0, 1, 0, 0, True)
