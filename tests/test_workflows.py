@@ -65,6 +65,9 @@ TINY_FILES = {
     ("LoraLoader", "lora_name"): "@tiny_unet_lora",
     "ckpt_name": lambda name: "@tiny_sdxl" if is_sdxl_name(name) else "tiny_sd15.safetensors",
     "control_net_name": "@tiny_controlnet",
+    ("LoadSparseCtrl", "sparsectrl_name"):
+        lambda name: "@tiny_sparsectrl_scribble" if "scribble" in name.lower() else "@tiny_sparsectrl_rgb",
+    ("LoadImage", "image"): "@uploaded_image",
     "video": "@uploaded_clip",
 }
 # Key prefixes of text-encoder weights in a checkpoint (SD1.5 / SDXL / newer single-file layouts).
@@ -79,6 +82,7 @@ TINY_MOTION_LIMIT = 32
 TINY_WINDOWED_FRAMES = 40
 TINY_CLIP_FRAMES, TINY_CLIP_RATE = 72, 12  # 6 s: 48 frames re-timed to 8 fps
 CONTROLNET_MEAN_CHANGE, CONTROLNET_FRAME_CHANGE = 3.0, 1.5  # ControlNet on vs off, mean |change| (0-255; ~4-8 seen)
+SPARSECTRL_MEAN_CHANGE = 1.0  # SparseCtrl on vs off, mean |change| (0-255)
 
 
 def load(path):
@@ -272,6 +276,32 @@ def tiny_controlnet(server, tiny_models):
     """The tiny SD1.5 ControlNet (lllyasviel format) in the server's controlnet folder."""
     path = generated_tiny_model(tiny_models, "controlnet", "tiny_controlnet_sd15.safetensors")
     return server_model(server, "controlnet", path)
+
+
+@pytest.fixture(scope="module")
+def tiny_sparsectrl_rgb(server, tiny_models):
+    """The tiny RGB SparseCtrl (original AnimateDiff layout) in the server's controlnet folder."""
+    return server_model(server, "controlnet", generated_tiny_model(tiny_models, "controlnet",
+                                                                   "tiny_sparsectrl_rgb.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def tiny_sparsectrl_scribble(server, tiny_models):
+    """The tiny scribble SparseCtrl in the server's controlnet folder."""
+    return server_model(server, "controlnet", generated_tiny_model(tiny_models, "controlnet",
+                                                                   "tiny_sparsectrl_scribble.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def uploaded_image(server, tmp_path_factory):
+    """A test picture (96x72, not the video's aspect ratio: Apply SparseCtrl crops it) in the server's input
+    folder, for LoadImage."""
+    from PIL import Image
+    y, x = np.mgrid[0:72, 0:96]
+    pixels = np.stack([x * 255 // 96, y * 255 // 72, (x + y) % 256], -1).astype(np.uint8)
+    path = tmp_path_factory.mktemp("image") / "workflow_image.png"
+    Image.fromarray(pixels).save(path)
+    return server.upload(str(path), overwrite=True)
 
 
 @pytest.fixture(scope="module")
@@ -530,4 +560,35 @@ def test_vid2vid_controlnet_applies_in_every_window(server, request, tmp_path):
     assert on.shape == off.shape == (TINY_WINDOWED_FRAMES, TINY_SIZE, TINY_SIZE, on.shape[-1])
     per_frame = np.abs(on - off).mean(axis=(1, 2, 3))
     assert per_frame.mean() > CONTROLNET_MEAN_CHANGE and per_frame.min() > CONTROLNET_FRAME_CHANGE, \
+        f"mean |change| per frame (0-255): {np.round(per_frame, 2).tolist()}"
+
+
+@pytest.mark.parametrize("name", ["img2vid_sparsectrl_rgb", "scribble_sparsectrl"])
+def test_sparsectrl_keyframe_changes_the_video(server, name, request, tmp_path):
+    """The tiny SparseCtrl workflows run at strength 1 and 0 (Apply SparseCtrl then adds nothing): the decoded
+    videos differ, so the keyframe reaches the UNet through the host's sampler, and the host never logs
+    that a control could not be applied (residuals that do not fit the UNet)."""
+    base = tiny_prompt(load(twins(name)[1]), server.object_info, request.getfixturevalue, f"{name}_strength")
+    (apply_id,) = [k for k, n in base.items() if n["class_type"] == "ApplySparseCtrl"]
+    (output_id,) = [k for k, n in base.items() if n["class_type"] == "VideoCombine"]
+    with open(server.log_path, "rb") as f:
+        log_start = f.seek(0, os.SEEK_END)
+    videos = {}
+    for strength in (1.0, 0.0):
+        prompt = json.loads(json.dumps(base))
+        prompt[apply_id]["inputs"]["strength"] = strength
+        prompt[output_id]["inputs"]["filename_prefix"] += f"_strength{strength:g}"
+        history = server.run(prompt, timeout=900)
+        assert history["status"]["status_str"] == "success"
+        items = [i for key in ("images", "animatediff_preview", "gifs", "videos")
+                 for i in history["outputs"][output_id].get(key, []) if isinstance(i, dict) and i.get("filename")]
+        videos[strength], _ = decode_output(server, items, tmp_path)
+    with open(server.log_path, "rb") as f:
+        f.seek(log_start)
+        log = f.read().decode(errors="replace")
+    assert "control could not be applied" not in log, log[-3000:]
+    on, off = (videos[s].astype(np.float32) for s in (1.0, 0.0))
+    assert on.shape == off.shape and on.shape[0] == expected_frames(base, output_id) == 16
+    per_frame = np.abs(on - off).mean(axis=(1, 2, 3))
+    assert per_frame.mean() > SPARSECTRL_MEAN_CHANGE, \
         f"mean |change| per frame (0-255): {np.round(per_frame, 2).tolist()}"
