@@ -15,5 +15,5 @@ else:
 
     register_model_folders()
 
-WEB_DIRECTORY = "./web"  # the VideoCombine preview extension (web/video_preview.js)
+WEB_DIRECTORY = "./web"  # VideoCombine preview (web/video_preview.js), video loaders upload button (web/video_upload.js)
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -18,8 +18,11 @@ def _selection_inputs() -> dict:
     """The inputs both loaders share: which file, which frames, what size."""
     return {
         "video": (list_videos(comfy_host.input_directory()), {
-            "tooltip": "A video file in ComfyUI's input folder (mp4, webm, mkv, mov, avi, gif, ...). Copy it "
-                       "there, or upload it through the /upload/image route, then refresh."}),
+            # web/video_upload.js adds the upload button and the preview (a flag of this pack's own: the
+            # current frontend's "video_upload" would add a second button there and none in the 2024 one)
+            "animatediff_video_upload": True,
+            "tooltip": "A video file in ComfyUI's input folder (mp4, webm, mkv, mov, avi, gif, ...): upload one "
+                       "with 'choose video to upload' below, or copy it there and refresh. The node shows it."}),
         "force_rate": ("FLOAT", {
             "default": 0.0, "min": 0.0, "max": 240.0, "step": 0.5,
             "tooltip": "Re-time the video to this many frames per second before selecting frames (frames are "

@@ -18,7 +18,9 @@ import re
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_MUTED, MODE_BYPASSED = 2, 4
-UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
+# Input flags after which the frontend adds an upload button (one more widgets_values entry); the last is this
+# pack's own (web/video_upload.js adds its button for the video loaders in both frontends).
+UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload", "animatediff_video_upload")
 FILE_NAME = re.compile(r"\.[A-Za-z0-9]{2,12}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
