@@ -1,13 +1,12 @@
 """LoadMotionModule, ApplyMotionModule, MotionScaleSchedule and LoadMotionLoRA: thin declarations over
 motion_modules/, samplers/ and comfy_host."""
 
-import math
-
 from .. import comfy_host
 from ..motion_modules import (BETA_SCHEDULES, GROUPNORM_AS_TRAINED, GROUPNORM_MODES, apply_motion_lora,
                               load_motion_lora, load_motion_model)
 from ..samplers import INTERPOLATIONS, KeyframeError, parse_value_keyframes
 from ..samplers import MotionScaleSchedule as Schedule
+from .inputs import check_number
 
 AUTOSELECT = "autoselect"
 MODEL_OWN = "use model's own"
@@ -20,11 +19,7 @@ SCHEDULE_FRAME_BOUND = 100_000
 
 def _check_scale(node: str, name: str, value, what: str) -> float:
     """``value`` as a float, or a clear error naming the input: raw API prompts skip the widget's range."""
-    lo, hi = MOTION_SCALE_RANGE
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not lo <= value <= hi:
-        raise ValueError(f"{node}: {name} is {value!r}; expected a finite number from {lo:g} to {hi:g} ({what})")
-    return float(value)
+    return float(check_number(node, name, value, *MOTION_SCALE_RANGE, what=what))
 
 
 class LoadMotionModule:
@@ -52,7 +47,7 @@ class LoadMotionModule:
         return (motion, motion.summary())
 
 
-class ApplyMotionModule:
+class ApplyMotionModule:  # checks its inputs itself (motion_scale below, groupnorm in MotionFormat)
     DESCRIPTION = ("Returns a copy of MODEL whose UNet runs the motion module's temporal layers. The latent "
                    "batch becomes the frames of one animation. The input MODEL is left untouched.")
     CATEGORY = CATEGORY
@@ -116,7 +111,7 @@ class ApplyMotionModule:
         return (patched,)
 
 
-class MotionScaleSchedule:
+class MotionScaleSchedule:  # checks its inputs itself, with hints (build)
     DESCRIPTION = ("The motion module's strength over time: keyframed scales per frame, blended between "
                    "keyframes, times a multiplier per UNet side. Connect to Apply Motion Module (scale_schedule); "
                    "each frame's strength is motion_scale x schedule(frame) x side multiplier.")
@@ -190,5 +185,7 @@ class LoadMotionLoRA:
         }}
 
     def load(self, motion_model, lora_name, strength):
+        # NaN or a raw API value out of range would merge into every weight; the file list is the host's.
+        check_number("Load Motion LoRA", "strength", strength, -10.0, 10.0)
         lora = load_motion_lora(comfy_host.motion_lora_path(lora_name))
         return (apply_motion_lora(motion_model, lora, strength),)

@@ -4,10 +4,12 @@ import comfy.samplers
 
 from .. import comfy_host
 from ..samplers import FILTERS, FUSE_METHODS, NOISE_TYPES, SCHEDULES, SEED_MODES, ContextOptions
+from .inputs import validated
 
 CATEGORY = "AnimateDiff"
 
 
+@validated("Context Scheduler")
 class ContextScheduler:
     DESCRIPTION = ("Sliding context windows: the motion module sees context_length frames at a time, so animations "
                    "can be longer than its frame limit at flat memory. Connect to Apply Motion Module or AnimateSampler.")
@@ -42,6 +44,7 @@ class ContextScheduler:
                                closed_loop=closed_loop, schedule=schedule, fuse_method=fuse_method),)
 
 
+@validated("Animate Sampler")  # freeinit_iterations, cutoffs, ... checked before the first step
 class AnimateSampler:
     DESCRIPTION = ("KSampler for animations: context windows, animation noise types, per-frame seeds, "
                    "video-to-video denoise and FreeInit.")

@@ -5,11 +5,13 @@ A thin declaration: encoding lives in ``video`` (pure), host contact in ``comfy_
 
 from .. import comfy_host
 from ..video import (DEFAULTS, FORMATS, PIX_FMT_CHOICES, PRESETS, CodecOptionError, EncodeError, ImageFrames,
-                     LatentFrames, check_codec_options, check_options, save, ui_for)
+                     LatentFrames, OutputPathError, check_codec_options, check_options, check_prefix, save, ui_for)
 from ..video.combine import get_spec
 from ..video.metadata import build as build_metadata
+from .inputs import validated
 
 
+@validated("VideoCombine")  # every widget by its declared range, when queued (NaN frame_rate before sampling)
 class VideoCombine:
     DESCRIPTION = ("Writes the frames as animated WebP / GIF / APNG, a PNG sequence, or a video (MP4 H.264/H.265, "
                    "WebM VP9/AV1, ProRes MOV, when PyAV is installed), with the workflow embedded where the format "
@@ -78,10 +80,15 @@ class VideoCombine:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, format=None, codec_options=None):
-        """At queue time, before any node runs: the format (the host leaves inputs named here to this
-        check) and codec_options against the allow-list of its encoder. None: fed by a link, checked
-        when the node runs."""
+    def VALIDATE_INPUTS(cls, format=None, codec_options=None, filename_prefix=None):
+        """At queue time, before any node runs (after @validated's check of the declared ranges):
+        filename_prefix, and codec_options against the allow-list of the format's encoder. None: fed by
+        a link, checked when the node runs."""
+        if isinstance(filename_prefix, str):
+            try:
+                check_prefix(comfy_host.output_directory(True)[0], filename_prefix)
+            except OutputPathError as e:
+                return f"VideoCombine: {e}"
         if format is None:
             return True
         spec = FORMATS.get(format) if isinstance(format, str) else None
@@ -99,8 +106,12 @@ class VideoCombine:
 
     def combine(self, frame_rate, loop_count, filename_prefix, format, pingpong, save_output, images=None,
                 latent=None, vae=None, audio=None, prompt=None, extra_pnginfo=None, **options):
-        # Refused before a frame is decoded or encoded (codec_options against the allow-list, ranges).
+        base, kind = comfy_host.output_directory(save_output)
+        temp, _ = comfy_host.output_directory(False)
+        # Refused before a frame is decoded or encoded: codec_options off the allow-list, values out of
+        # range, a filename_prefix that cannot be used.
         check_options(get_spec(format), options)
+        check_prefix(base, filename_prefix)
         if images is not None:
             source = ImageFrames(images)
         elif latent is not None and vae is not None:
@@ -110,8 +121,6 @@ class VideoCombine:
             raise EncodeError("VideoCombine got a latent but no vae to decode it: connect the VAE too")
         else:
             raise EncodeError("VideoCombine has no frames: connect `images`, or `latent` and `vae`")
-        base, kind = comfy_host.output_directory(save_output)
-        temp, _ = comfy_host.output_directory(False)
         result = save(source, base, filename_prefix, format, frame_rate, loop_count, pingpong,
                       metadata=build_metadata(prompt, extra_pnginfo) if comfy_host.metadata_enabled() else None,
                       options=options, audio=audio,

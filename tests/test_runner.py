@@ -172,8 +172,10 @@ def test_rejected_prompt_exits_with_the_servers_message(server, tmp_path):
                  "--out", str(tmp_path))
     assert result.returncode == 3
     assert "the server rejected the workflow" in result.stderr
-    assert "node 9 (VideoCombine): Value 0.0 smaller than min of 0.1" in result.stderr
-    assert "Value not in list: format: 'image/bmp' not in" in result.stderr
+    # VideoCombine checks its FLOAT and optional inputs and format itself (NaN included: nodes/inputs.py)
+    assert "node 9 (VideoCombine): Custom validation failed for node: frame_rate - VideoCombine: frame_rate is 0.0; " \
+           "expected a finite number from 0.1 to 240" in result.stderr
+    assert "VideoCombine: format is 'image/bmp'; expected one of image/webp, " in result.stderr
     assert result.stdout == "" and not os.listdir(tmp_path)
 
 

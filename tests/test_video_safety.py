@@ -1,6 +1,7 @@
 """What VideoCombine refuses and where it writes (issue 11), pure: codec options on an allow-list (no
 option can name a file, nothing is written outside the output folder), output names reserved atomically
-across processes, stale partial files of killed writers cleaned, folders that cannot be made explained."""
+across processes, stale partial files of killed writers cleaned, spoofing and over-long names in
+filename_prefix refused and folders that cannot be made explained, with clear messages."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import time
 import pytest
 
 from tests.test_video_support import decode_any, make_pattern
-from video import FORMATS, HAVE_AV, EncodeError, ImageFrames, OutputPathError, check_codec_options, save
+from video import (FORMATS, HAVE_AV, EncodeError, ImageFrames, OutputPathError, check_codec_options, resolve_prefix,
+                   save)
 from video import codec_options as co
 from video import outputs
 
@@ -425,6 +427,44 @@ def test_a_writer_killed_while_encoding_leaves_a_partial_that_the_next_save_remo
     result = save(ImageFrames(FRAMES), str(folder), "run", "image/gif", 8.0)
     assert sorted(os.listdir(folder)) == ["run_00001.gif", "run_00002.gif"]
     assert decode_any(result.path).shape[0] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# filename_prefix: spoofing characters, long names
+
+@pytest.mark.parametrize("char", ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
+                                  "\u2069", "\u200e", "\u200f", "\u200b", "\u2060", "\ufeff", "\u00ad", "\u0085",
+                                  "\u2028", "\u2029", "\x7f", "\ud800"])
+def test_bidirectional_and_other_invisible_characters_are_refused(tmp_path, char):
+    prefix = f"clips/harmless{char}4pm.exe"
+    with pytest.raises(OutputPathError) as info:
+        save(ImageFrames(FRAMES), str(tmp_path / "out"), prefix, "image/webp", 8.0)
+    message = str(info.value)
+    assert message.startswith("filename_prefix ") and "contains control characters (U+" in message
+    assert f"U+{ord(char):04X}" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_ordinary_unicode_is_fine(tmp_path):
+    result = save(ImageFrames(FRAMES), str(tmp_path), "clips/été_日本語_عربي", "image/gif", 8.0)
+    assert os.path.basename(result.path) == "été_日本語_عربي_00001.gif"
+
+
+def test_a_300_character_folder_name_is_refused_naming_the_input(tmp_path):
+    with pytest.raises(OutputPathError) as info:
+        save(ImageFrames(FRAMES), str(tmp_path / "out"), "a" * 300 + "/run", "image/webp", 8.0)
+    assert str(info.value).startswith("filename_prefix: the folder name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' "
+                                      "is 300 bytes long; at most 255 bytes are allowed")
+    with pytest.raises(OutputPathError, match=r"^filename_prefix: the file name 'ééé.*' is 400 bytes long; at most "
+                                              r"200 bytes"):
+        save(ImageFrames(FRAMES), str(tmp_path / "out"), "é" * 200, "image/webp", 8.0)
+    with pytest.raises(OutputPathError, match=r"^filename_prefix: the path of the output \(\d+ bytes\) is too long"):
+        resolve_prefix(str(tmp_path / "out"), "/".join(["b" * 250] * 17) + "/run")
+    assert not (tmp_path / "out").exists()
+    # the longest allowed names work
+    result = save(ImageFrames(FRAMES), str(tmp_path / "out"), "f" * 255 + "/" + "s" * 200, "image/gif", 8.0,
+                  metadata={})
+    assert len(os.path.basename(result.path)) == 210
 
 
 # ---------------------------------------------------------------------------------------------

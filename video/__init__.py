@@ -3,8 +3,8 @@ import. The node (nodes/video.py) passes folders, a VAE decode function and a pr
 
 from .animated import EncodeError, StreamInfo
 from .codec_options import CodecOptionError, allowed_options, check_codec_options
-from .combine import (DEFAULTS, SaveResult, atomic_output, check_options, encode, output_path, save, ui_for,
-                      write_sidecar)
+from .combine import (DEFAULTS, SaveResult, atomic_output, check_options, check_prefix, encode, output_path, save,
+                      ui_for, write_sidecar)
 from .formats import FORMATS, HAVE_AV, PIX_FMT_CHOICES, PRESETS, UNAVAILABLE, FormatSpec
 from .frames import FrameError, ImageFrames, LatentFrames, frame_order
 from .outputs import STALE_AFTER, remove_stale_partials, stale_partials
@@ -14,5 +14,5 @@ __all__ = ["CodecOptionError", "DEFAULTS", "FORMATS", "HAVE_AV", "PIX_FMT_CHOICE
            "STALE_AFTER", "EncodeError", "allowed_options", "check_codec_options", "remove_stale_partials",
            "stale_partials",
            "FormatSpec", "FrameError", "ImageFrames", "LatentFrames", "OutputPathError", "SaveResult", "StreamInfo",
-           "atomic_output", "check_options", "encode", "expand_tokens", "frame_order", "next_free_name",
+           "atomic_output", "check_options", "check_prefix", "encode", "expand_tokens", "frame_order", "next_free_name",
            "output_path", "resolve_prefix", "save", "ui_for", "write_sidecar"]

@@ -386,6 +386,13 @@ def output_path(base_dir: str, filename_prefix: str, spec: fmt.FormatSpec, width
     return os.path.join(folder, next_free_name(folder, stem, spec.extension))
 
 
+def check_prefix(base_dir: str, filename_prefix: str, now=None) -> tuple[str, str]:
+    """Refuse a ``filename_prefix`` that cannot be used (outside ``base_dir``, control characters, names
+    too long) before anything is decoded or encoded; (folder, stem) with %width%/%height% as 99999."""
+    prefix = expand_tokens(filename_prefix, now=now, width=99999, height=99999)
+    return resolve_prefix(base_dir, prefix)
+
+
 def save(source, base_dir: str, filename_prefix: str, format_name: str, frame_rate: float, loop_count: int = 0,
          pingpong: bool = False, metadata: dict | None = None, options: dict | None = None, audio=None,
          progress=None, preview_dir: str | None = None, now=None) -> SaveResult:

@@ -6,6 +6,15 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import unicodedata
+
+MAX_NAME_BYTES = 255   # one file or folder name, on the common file systems
+MAX_STEM_BYTES = 200   # the file-name part of a prefix: room for "_00001_preview_00001.webm"
+MAX_PATH_BYTES = 4000  # the whole path (PATH_MAX is 4096 on Linux)
+# Categories refused in a prefix: control (Cc), format (Cf: the bidirectional overrides and isolates
+# U+202A-U+202E, U+2066-U+2069, the marks U+200E/U+200F, zero-width characters, ...), lone surrogates
+# (Cs) and the line/paragraph separators (Zl, Zp). They hide or reverse how a name is shown.
+_REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
 class OutputPathError(ValueError):
@@ -58,12 +67,29 @@ def resolve_prefix(base_dir: str, filename_prefix: str) -> tuple[str, str]:
     prefix = filename_prefix.strip()
     if not prefix or prefix.endswith(("/", "\\")):
         raise OutputPathError(f"filename_prefix '{filename_prefix}' must end with a file name, e.g. 'AnimateDiff'")
-    if any(ord(c) < 32 for c in prefix):
-        raise OutputPathError(f"filename_prefix {filename_prefix!r} contains control characters")
+    refused = sorted({c for c in prefix if unicodedata.category(c) in _REFUSED_CATEGORIES})
+    if refused:
+        names = ", ".join(f"U+{ord(c):04X}" + (f" {unicodedata.name(c)}" if unicodedata.name(c, "") else "")
+                          for c in refused[:4])
+        raise OutputPathError(f"filename_prefix {filename_prefix!r} contains control characters ({names}), which "
+                              f"can hide or reverse how a file name is shown: remove them")
     if os.path.isabs(prefix) or re.match(r"^[A-Za-z]:", prefix) or prefix.startswith(("/", "\\")):
         raise OutputPathError(f"filename_prefix '{filename_prefix}' must be relative to the output folder")
+    parts = [p for p in prefix.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    for i, part in enumerate(parts):
+        size = len(part.encode("utf-8"))
+        last = i == len(parts) - 1
+        limit = MAX_STEM_BYTES if last else MAX_NAME_BYTES
+        if size > limit:
+            what = "file name" if last else "folder name"
+            room = " (the rest of the 255 allowed is kept for the counter and extension)" if last else ""
+            raise OutputPathError(f"filename_prefix: the {what} '{part[:40]}...' is {size} bytes long; at most "
+                                  f"{limit} bytes are allowed{room}: shorten it")
     base = os.path.realpath(base_dir)
     target = os.path.realpath(os.path.join(base, prefix.replace("\\", "/")))
+    if len(os.fsencode(target)) > MAX_PATH_BYTES:
+        raise OutputPathError(f"filename_prefix: the path of the output ({len(os.fsencode(target))} bytes) is too "
+                              f"long; at most {MAX_PATH_BYTES} bytes are allowed: use fewer or shorter folders")
     if os.path.commonpath([base, target]) != base or target == base:
         raise OutputPathError(f"filename_prefix '{filename_prefix}' leads outside the output folder {base}")
     return os.path.dirname(target), os.path.basename(target)
