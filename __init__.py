@@ -10,10 +10,13 @@ except ImportError:
     # (motion_modules, samplers, video) work alone, the nodes need a host.
     NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 else:
-    from .comfy_host import register_model_folders
+    from .comfy_host import register_model_folders, register_preview_route
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
     register_model_folders()
+    register_preview_route()
 
-WEB_DIRECTORY = "./web"  # VideoCombine preview (web/video_preview.js), video loaders upload button (web/video_upload.js)
+# web/: VideoCombine preview (video_preview.js), the video loaders' upload button (video_upload.js), the animated
+# preview while sampling (sampling_preview.js)
+WEB_DIRECTORY = "./web"
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

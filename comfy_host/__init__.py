@@ -11,6 +11,7 @@ One job per file:
 * ``conditioning`` — conditionings checked against the frame count and cut to each window;
 * ``errors`` — the pack's errors handed to the host as builtin types (what the user reads);
 * ``prompts`` — prompt travel through the host's CLIP;
+* ``preview`` — the animated preview of the whole batch while sampling;
 * ``sampling`` — AnimateSampler;
 * ``sparse_control`` — SparseCtrl: loading, and the control object the samplers call like a ControlNet.
 
@@ -28,6 +29,7 @@ from .files import (encode_progress, free_memory_bytes, image_encoder, input_dir
                     motion_model_path, output_directory, register_model_folders)
 from .patching import (NotAnimatedError, apply_motion_model, current_model_sampling, motion_frame_limit,
                        set_context_options, set_motion_scale_schedule)
+from .preview import register_route as register_preview_route
 from .sampling import FreeInitOptions, SamplerSettings, animate_sample
 from .sparse_control import LoadedSparseCtrl, SparseCtrlControl, SparseCtrlOptions, apply_sparsectrl
 from .unet import compute_dtype, motion_dtypes
@@ -38,5 +40,5 @@ __all__ = ["ANIMATION_KEY", "HOST", "WINDOW_KEY", "Animation", "ConditioningErro
            "input_file_path", "free_memory_bytes", "image_encoder", "latent_decoder", "metadata_enabled",
            "motion_dtypes", "motion_frame_limit",
            "motion_lora_names", "motion_lora_path", "motion_model_names", "motion_model_path", "output_directory",
-           "register_model_folders", "set_context_options", "set_motion_scale_schedule",
+           "register_model_folders", "register_preview_route", "set_context_options", "set_motion_scale_schedule",
            "LoadedSparseCtrl", "SparseCtrlControl", "SparseCtrlOptions", "apply_sparsectrl"]

@@ -28,6 +28,7 @@ from . import capabilities
 from .animation import WINDOW_KEY, Animation, WindowFrames, animation_in
 from .conditioning import ConditioningError, check_conditioning, cut_conds, cut_unet_conds
 from .errors import plain_errors
+from .preview import post_cfg_preview
 
 PATCH_KEY = "animatediff"
 
@@ -43,6 +44,8 @@ def install(patched):
     else:
         patched.set_model_unet_function_wrapper(_UnetCallWindows(patched.model_options.get("model_function_wrapper")))
         patched.set_model_sampler_post_cfg_function(_check_conditioning_post_cfg)
+    # The animated preview of the whole batch (off until a frontend switches it on: comfy_host/preview.py).
+    patched.set_model_sampler_post_cfg_function(post_cfg_preview)
 
 
 def _chunks(transformer_options) -> int:
