@@ -24,9 +24,9 @@ exactly as they were.
 from .animation import ANIMATION_KEY, WINDOW_KEY, Animation, WindowFrames, animation_of
 from .capabilities import HOST
 from .conditioning import ConditioningError
-from .files import (encode_progress, free_memory_bytes, image_encoder, input_directory, input_file_path,
-                    latent_decoder, metadata_enabled, motion_lora_names, motion_lora_path, motion_model_names,
-                    motion_model_path, output_directory, register_model_folders)
+from .files import (allowed_video_path, encode_progress, free_memory_bytes, image_encoder, input_directory,
+                    input_file_path, latent_decoder, metadata_enabled, motion_lora_names, motion_lora_path,
+                    motion_model_names, motion_model_path, output_directory, register_model_folders)
 from .patching import (NotAnimatedError, apply_motion_model, current_model_sampling, motion_frame_limit,
                        set_context_options, set_motion_scale_schedule)
 from .preview import register_route as register_preview_route
@@ -35,10 +35,10 @@ from .sparse_control import LoadedSparseCtrl, SparseCtrlControl, SparseCtrlOptio
 from .unet import compute_dtype, motion_dtypes
 
 __all__ = ["ANIMATION_KEY", "HOST", "WINDOW_KEY", "Animation", "ConditioningError", "FreeInitOptions",
-           "NotAnimatedError", "SamplerSettings", "WindowFrames", "animate_sample", "animation_of",
-           "apply_motion_model", "compute_dtype", "current_model_sampling", "encode_progress", "input_directory",
-           "input_file_path", "free_memory_bytes", "image_encoder", "latent_decoder", "metadata_enabled",
-           "motion_dtypes", "motion_frame_limit",
-           "motion_lora_names", "motion_lora_path", "motion_model_names", "motion_model_path", "output_directory",
-           "register_model_folders", "register_preview_route", "set_context_options", "set_motion_scale_schedule",
-           "LoadedSparseCtrl", "SparseCtrlControl", "SparseCtrlOptions", "apply_sparsectrl"]
+           "LoadedSparseCtrl", "NotAnimatedError", "SamplerSettings", "SparseCtrlControl", "SparseCtrlOptions",
+           "WindowFrames", "allowed_video_path", "animate_sample", "animation_of", "apply_motion_model",
+           "apply_sparsectrl", "compute_dtype", "current_model_sampling", "encode_progress", "free_memory_bytes",
+           "image_encoder", "input_directory", "input_file_path", "latent_decoder", "metadata_enabled",
+           "motion_dtypes", "motion_frame_limit", "motion_lora_names", "motion_lora_path", "motion_model_names",
+           "motion_model_path", "output_directory", "register_model_folders", "register_preview_route",
+           "set_context_options", "set_motion_scale_schedule"]

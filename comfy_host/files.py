@@ -76,6 +76,30 @@ def input_file_path(name: str) -> str:
     return full
 
 
+# Folders outside the input folder that Load Video (path) may read, set by the server's owner (os.pathsep
+# separated). Unset: loading by path is off, since anyone who can queue a prompt could otherwise read any
+# video the server can.
+VIDEO_DIRS_VARIABLE = "ANIMATEDIFF_VIDEO_DIRS"
+
+
+def allowed_video_path(path: str) -> str:
+    """``path`` (absolute, symlinks resolved) when it lies in a folder the server's owner allowed; else a
+    ValueError saying how loading by path is allowed."""
+    folders = [os.path.realpath(f) for f in os.environ.get(VIDEO_DIRS_VARIABLE, "").split(os.pathsep) if f.strip()]
+    if not folders:
+        raise ValueError(f"loading a video by path is off on this server; its owner can allow folders with the "
+                         f"environment variable {VIDEO_DIRS_VARIABLE} (folders separated by '{os.pathsep}'), or put "
+                         f"the clip in the input folder and use Load Video (frames)")
+    if not isinstance(path, str) or not path.strip() or not os.path.isabs(path.strip()):
+        raise ValueError(f"path {path!r} is not an absolute path; give the full path of a video in "
+                         f"{', '.join(folders)}")
+    full = os.path.realpath(path.strip())
+    if not any(os.path.commonpath((folder, full)) == folder for folder in folders):
+        raise ValueError(f"'{path}' is not in a folder this server allows ({', '.join(folders)}; set by "
+                         f"{VIDEO_DIRS_VARIABLE})")
+    return full
+
+
 def metadata_enabled() -> bool:
     """False when ComfyUI runs with --disable-metadata (then savers embed no prompt or workflow)."""
     from comfy.cli_args import args

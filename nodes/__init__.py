@@ -6,7 +6,7 @@ from .motion import ApplyMotionModule, LoadMotionLoRA, LoadMotionModule, MotionS
 from .sampling import AnimateSampler, ContextScheduler
 from .sparse_control import ApplySparseCtrl, LoadSparseCtrl
 from .video import VideoCombine
-from .video_in import LoadImageFolder, LoadVideoFrames, LoadVideoLatents
+from .video_in import LoadImageFolder, LoadVideoFrames, LoadVideoLatents, LoadVideoPath
 
 NODE_CLASS_MAPPINGS = {
     "LoadMotionModule": LoadMotionModule,
@@ -20,6 +20,7 @@ NODE_CLASS_MAPPINGS = {
     "VideoCombine": VideoCombine,
     "LoadVideoFrames": LoadVideoFrames,
     "LoadVideoLatents": LoadVideoLatents,
+    "LoadVideoPath": LoadVideoPath,
     "LoadImageFolder": LoadImageFolder,
     "PromptTravel": PromptTravel,
 }
@@ -36,6 +37,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VideoCombine": "Video Combine",
     "LoadVideoFrames": "Load Video (frames)",
     "LoadVideoLatents": "Load Video (latents)",
+    "LoadVideoPath": "Load Video (path)",
     "LoadImageFolder": "Load Images (folder)",
     "PromptTravel": "Prompt Travel (keyframed prompts)",
 }

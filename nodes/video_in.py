@@ -84,13 +84,18 @@ class _VideoFile:
         return f"{stat.st_mtime_ns}:{stat.st_size}"
 
     @staticmethod
-    def _open(video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width, custom_height,
+    def _resolve(video) -> str:
+        """The file the `video` input names (in the input folder)."""
+        return comfy_host.input_file_path(video)
+
+    @classmethod
+    def _open(cls, video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width, custom_height,
               multiple_of_8, bytes_per_value, what, alternative=""):
         """(path, selection, frames generator), refused before decoding when the planned frames cannot fit."""
         options = LoadOptions(frame_load_cap=frame_load_cap, skip_first_frames=skip_first_frames,
                               select_every_nth=select_every_nth, force_rate=force_rate, width=custom_width,
                               height=custom_height, multiple_of=8 if multiple_of_8 else 1)
-        path = comfy_host.input_file_path(video)
+        path = cls._resolve(video)
         selection, frames = iter_frames(path, options)
         planned = planned_frame_count(selection.source, options)
         if planned:
@@ -140,6 +145,51 @@ class LoadVideoFrames(_VideoFile):
         images = _as_image_batch(frames, selection.height, selection.width)
         return (images, selection.frame_count, float(selection.frame_rate), self._audio(path, selection),
                 selection.width, selection.height)
+
+
+class LoadVideoPath(LoadVideoFrames):
+    DESCRIPTION = ("Load Video (frames) from a path outside the input folder, for servers whose owner allows it: "
+                   "only files inside the folders named by the environment variable ANIMATEDIFF_VIDEO_DIRS can "
+                   "be read (off when it is unset).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inputs = _selection_inputs()
+        del inputs["video"]
+        return {"required": {
+            "path": ("STRING", {
+                "default": "", "tooltip": "Absolute path of a video file inside a folder the server's owner "
+                                          "allowed (ANIMATEDIFF_VIDEO_DIRS)."}),
+            **inputs}}
+
+    @staticmethod
+    def _resolve(video) -> str:
+        return comfy_host.allowed_video_path(video)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, path):
+        try:
+            full = cls._resolve(path)
+        except ValueError as e:
+            return str(e)
+        if not os.path.isfile(full):
+            return f"video '{path}' not found"
+        try:
+            probe(full)
+        except VideoReadError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, path, **_):
+        try:
+            stat = os.stat(cls._resolve(path))
+        except (OSError, ValueError):
+            return ""
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+    def load(self, path, **selection):
+        return super().load(path, **selection)
 
 
 class LoadVideoLatents(_VideoFile):

@@ -5,6 +5,7 @@ the in-process host)."""
 from __future__ import annotations
 
 import itertools
+import os
 import math
 
 import numpy as np
@@ -268,3 +269,40 @@ def test_load_image_folder_node(host, monkeypatch, tmp_path):
     assert [round(v * 255) for v in images.mean(dim=(1, 2, 3)).tolist()] == [10, 30, 50, 70, 90]
     with pytest.raises(ValueError, match=r"frame_rate is nan; expected a number of frames per second"):
         cls().load("shots", float("nan"), 5, 0, 1, 0, 0, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load Video (path): outside the input folder, only where the server's owner allows it
+
+def test_load_video_by_path_only_inside_allowed_folders(host, clip_with_sound, in_input_folder, monkeypatch,
+                                                        tmp_path):
+    import shutil
+    allowed, other = tmp_path / "clips", tmp_path / "private"
+    allowed.mkdir()
+    other.mkdir()
+    shutil.copy(clip_with_sound[0], allowed / "take1.mov")
+    shutil.copy(clip_with_sound[0], other / "secret.mov")
+    os.symlink(other / "secret.mov", allowed / "link.mov")
+    cls = host.pack.NODE_CLASS_MAPPINGS["LoadVideoPath"]
+    path = str(allowed / "take1.mov")
+    monkeypatch.delenv("ANIMATEDIFF_VIDEO_DIRS", raising=False)
+    assert cls.VALIDATE_INPUTS(path).startswith("loading a video by path is off on this server; its owner can "
+                                                "allow folders with the environment variable ANIMATEDIFF_VIDEO_DIRS")
+    with pytest.raises(ValueError, match="loading a video by path is off"):
+        cls().load(path=path, **SELECTION)
+    monkeypatch.setenv("ANIMATEDIFF_VIDEO_DIRS", f"{allowed}{os.pathsep}{tmp_path / 'elsewhere'}")
+    assert cls.VALIDATE_INPUTS(path) is True
+    by_path = cls().load(path=path, **SELECTION)
+    by_name = node(host, "LoadVideoFrames").load(in_input_folder, **SELECTION)
+    assert torch_equal(by_path[0], by_name[0]) and by_path[1:3] == by_name[1:3]
+    for bad, message in ((str(other / "secret.mov"), "is not in a folder this server allows"),
+                         (str(allowed / ".." / "private" / "secret.mov"), "is not in a folder this server allows"),
+                         (str(allowed / "link.mov"), "is not in a folder this server allows"),  # symlink out
+                         ("take1.mov", "is not an absolute path"),
+                         (str(allowed / "missing.mov"), "not found")):
+        assert message in cls.VALIDATE_INPUTS(bad), bad
+
+
+def torch_equal(a, b):
+    import torch
+    return torch.equal(a, b)
