@@ -306,3 +306,20 @@ def test_load_video_by_path_only_inside_allowed_folders(host, clip_with_sound, i
 def torch_equal(a, b):
     import torch
     return torch.equal(a, b)
+
+
+def test_soundtrack_survives_load_video_to_video_combine(host, in_input_folder, clip_with_sound, tmp_path):
+    """vid2vid keeps its sound: Load Video (frames)'s audio into Video Combine (ProRes MOV, lossless PCM):
+    the written file's sound is the source's sound under the loaded frames."""
+    from tests.test_video_audio import read_audio as read_written_audio
+    from video import FORMATS, ImageFrames, encode
+    if "video/prores-mov" not in FORMATS:
+        pytest.skip("ProRes is not available here")
+    images, count, rate, audio, *_ = node(host, "LoadVideoFrames").load(in_input_folder, **SELECTION)
+    path = str(tmp_path / "kept.mov")
+    encode(ImageFrames(images), path, "video/prores-mov", rate, audio=audio)
+    samples, sample_rate, codec = read_written_audio(path)
+    assert codec.startswith("pcm_s16") and sample_rate == SAMPLE_RATE
+    n = int(round(count / rate * SAMPLE_RATE))
+    first = int(round(SAMPLE_RATE / 12))  # the first loaded frame is frame 1 of a 12 fps clip
+    np.testing.assert_allclose(samples[:, :n], clip_with_sound[1][:, first:first + n], atol=3 / 32767)
