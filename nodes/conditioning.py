@@ -2,12 +2,14 @@
 
 from ..comfy_host.prompts import encode_prompt_travel
 from ..samplers import INTERPOLATIONS, KeyframeError, parse_prompt_keyframes
+from .inputs import validated
 
 CATEGORY = "AnimateDiff"
 MAX_FRAMES = 4096
 NODE = "Prompt Travel"
 
 
+@validated(NODE)  # frames by its declared range, text inputs as text, before any encoding
 class PromptTravel:
     DESCRIPTION = ("Keyframed prompts for an animation: a CONDITIONING with one embedding per frame, blended "
                    "between keyframes, for prompts that change along the clip. Each distinct prompt is encoded "
@@ -51,14 +53,6 @@ class PromptTravel:
         if clip is None:
             raise ValueError(f"{NODE}: the CLIP input is empty: this checkpoint has no text encoder; load one with "
                              f"a CLIP loader")
-        if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
-            raise ValueError(f"{NODE}: frames is {frames!r}; expected a whole number from 1 to {MAX_FRAMES} (the "
-                             f"animation's frame count, the latent batch size)")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"{NODE}: interpolation is {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
-        for name, value in (("text", text), ("pre_text", pre_text), ("post_text", post_text)):
-            if not isinstance(value, str):
-                raise ValueError(f"{NODE}: {name} must be text, got {type(value).__name__}")
         try:
             keyframes = parse_prompt_keyframes(text, frames)
         except KeyframeError as error:

@@ -138,6 +138,11 @@ class LoadVideoFrames(_VideoFile):
 
     def load(self, video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
              custom_height, multiple_of_8):
+        return self._load(video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
+                          custom_height, multiple_of_8)
+
+    def _load(self, video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
+              custom_height, multiple_of_8):
         path, selection, frames = self._open(
             video, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width, custom_height,
             multiple_of_8, IMAGE_BYTES_PER_VALUE, "as an IMAGE batch",
@@ -188,8 +193,10 @@ class LoadVideoPath(LoadVideoFrames):
             return ""
         return f"{stat.st_mtime_ns}:{stat.st_size}"
 
-    def load(self, path, **selection):
-        return super().load(path, **selection)
+    def load(self, path, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
+             custom_height, multiple_of_8):
+        return self._load(path, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
+                          custom_height, multiple_of_8)
 
 
 class LoadVideoLatents(_VideoFile):

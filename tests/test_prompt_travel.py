@@ -165,7 +165,7 @@ def test_errors_name_the_problem(host, sd15):
         ("0: a cat\n4: a dog\n4: a fish", {}, r"line 3: frame 4 already has a keyframe on line 2 \('a dog'\)"),
         ("0: a cat", {"frames": 0}, r"Prompt Travel: frames is 0; expected a whole number from 1 to 4096"),
         ("0: a cat", {"interpolation": "cubic"},
-         r"Prompt Travel: interpolation is 'cubic'; choose one of linear, ease_in_out, hold"),
+         r"Prompt Travel: interpolation is 'cubic'; expected one of linear, ease_in_out, hold"),
         ("0: a cat", {"clip": None}, r"Prompt Travel: the CLIP input is empty: this checkpoint has no text "
                                      r"encoder; load one with a CLIP loader"),
     ]

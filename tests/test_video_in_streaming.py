@@ -261,9 +261,9 @@ def test_load_image_folder_node(host, monkeypatch, tmp_path):
     monkeypatch.setattr(host.folder_paths, "get_input_directory", lambda: str(tmp_path))
     cls = host.pack.NODE_CLASS_MAPPINGS["LoadImageFolder"]
     assert cls.INPUT_TYPES()["required"]["folder"][0] == ["shots"]
-    assert cls.VALIDATE_INPUTS("shots") is True
-    assert "not in ComfyUI's input folder" in cls.VALIDATE_INPUTS("missing")
-    assert "outside" in cls.VALIDATE_INPUTS("../shots")
+    assert cls.VALIDATE_INPUTS(folder="shots") is True
+    assert "not in ComfyUI's input folder" in cls.VALIDATE_INPUTS(folder="missing")
+    assert "outside" in cls.VALIDATE_INPUTS(folder="../shots")
     images, count, rate, width, height = cls().load("shots", 12.0, 5, 0, 2, 0, 0, True)
     assert images.shape == (5, 24, 40, 3) and (count, rate, width, height) == (5, 6.0, 40, 24)
     assert [round(v * 255) for v in images.mean(dim=(1, 2, 3)).tolist()] == [10, 30, 50, 70, 90]
@@ -286,12 +286,12 @@ def test_load_video_by_path_only_inside_allowed_folders(host, clip_with_sound, i
     cls = host.pack.NODE_CLASS_MAPPINGS["LoadVideoPath"]
     path = str(allowed / "take1.mov")
     monkeypatch.delenv("ANIMATEDIFF_VIDEO_DIRS", raising=False)
-    assert cls.VALIDATE_INPUTS(path).startswith("loading a video by path is off on this server; its owner can "
+    assert cls.VALIDATE_INPUTS(path=path).startswith("loading a video by path is off on this server; its owner can "
                                                 "allow folders with the environment variable ANIMATEDIFF_VIDEO_DIRS")
     with pytest.raises(ValueError, match="loading a video by path is off"):
         cls().load(path=path, **SELECTION)
     monkeypatch.setenv("ANIMATEDIFF_VIDEO_DIRS", f"{allowed}{os.pathsep}{tmp_path / 'elsewhere'}")
-    assert cls.VALIDATE_INPUTS(path) is True
+    assert cls.VALIDATE_INPUTS(path=path) is True
     by_path = cls().load(path=path, **SELECTION)
     by_name = node(host, "LoadVideoFrames").load(in_input_folder, **SELECTION)
     assert torch_equal(by_path[0], by_name[0]) and by_path[1:3] == by_name[1:3]
@@ -300,7 +300,7 @@ def test_load_video_by_path_only_inside_allowed_folders(host, clip_with_sound, i
                          (str(allowed / "link.mov"), "is not in a folder this server allows"),  # symlink out
                          ("take1.mov", "is not an absolute path"),
                          (str(allowed / "missing.mov"), "not found")):
-        assert message in cls.VALIDATE_INPUTS(bad), bad
+        assert message in cls.VALIDATE_INPUTS(path=bad), bad
 
 
 def torch_equal(a, b):
