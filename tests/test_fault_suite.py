@@ -130,3 +130,51 @@ def test_faults_are_refused_and_leave_the_server_as_it_was(server, model_files, 
                                "fault_before_00001.json"], written
     for folder in (server.output_dir, server.temp_dir):
         assert not [p for p in tree(folder) if p.endswith(".partial")]
+
+
+def test_interrupt_while_sampling_leaves_nothing_and_the_server_serves(server):
+    """Interrupted during the sampler's first steps (POST /interrupt, as the frontend's Cancel does): the
+    prompt ends as interrupted, no output or partial file of it is left, and the next prompt's output is what
+    it was before."""
+    import json
+    import urllib.request
+
+    from tools.comfy_server import ExecutionFailed
+
+    before = output_frames(server, server.run(good_prompt("interrupt_before")))
+    long_run = good_prompt("interrupted")
+    long_run["6"]["inputs"].update(steps=200)
+    interrupted = []
+
+    def interrupt(value, total, node):
+        if not interrupted:
+            interrupted.append(value)
+            request = urllib.request.Request(server.url + "/interrupt", data=json.dumps({}).encode(), method="POST",
+                                             headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request).close()
+
+    with pytest.raises(ExecutionFailed, match="interrupted"):
+        server.run(long_run, on_progress=interrupt)
+    assert interrupted and interrupted[0] < 200
+    after = output_frames(server, server.run(good_prompt("interrupt_after")))
+    assert np.array_equal(before, after)
+    assert not [p for p in tree(server.output_dir) if "interrupted" in p]
+    for folder in (server.output_dir, server.temp_dir):
+        assert not [p for p in tree(folder) if p.endswith(".partial")]
+
+
+def test_flood_script_runs_and_reports(server):
+    """tools/fault_flood.py (the long flood, for operators) on a few prompts: it starts its own server on the
+    same host, and every check it makes passes."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    if server.host_dir:
+        env["COMFYUI_DIR"] = server.host_dir
+    out = subprocess.run([sys.executable, os.path.join(root, "tools", "fault_flood.py"), "--prompts", "8"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "8 prompts in " in out.stdout and "accepted" in out.stdout and "refused when queued" in out.stdout
+    assert "still serving, output unchanged: True" in out.stdout
