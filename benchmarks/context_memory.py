@@ -12,7 +12,10 @@ still makes its own resized copy of it while sampling (every host does, windows 
 also prints the hint's size and the rise minus that size, and the ratio is taken on the latter: the
 flatness claim is about the sampling, not the input.
 
-    .venv/bin/python benchmarks/context_memory.py [--frames 16 32 64 128] [--size 128] [--controlnet]
+``--sparsectrl`` applies the tiny scribble SparseCtrl (.cache/models/controlnet/tiny_sparsectrl_scribble.safetensors)
+with three keyframes (first, middle and last frame) instead.
+
+    .venv/bin/python benchmarks/context_memory.py [--frames 16 32 64 128] [--size 128] [--controlnet | --sparsectrl]
 
 The host is the default one (tools/comfy_server.default_host_dir: the 2024 host) or ``COMFYUI_DIR``.
 """
@@ -61,7 +64,8 @@ def hint_mb(frames: int, size: int) -> float:
     return frames * side * side * 3 * 4 / 2 ** 20
 
 
-def measure(frames: int, size: int, context_length: int | None, controlnet: bool = False) -> dict:
+def measure(frames: int, size: int, context_length: int | None, controlnet: bool = False,
+            sparsectrl: bool = False) -> dict:
     import torch
     from tools.comfy_server import default_host_dir
     from tools.inprocess_host import load_checkpoint, load_host
@@ -89,6 +93,15 @@ def measure(frames: int, size: int, context_length: int | None, controlnet: bool
             positive=cond, negative=cond, control_net=control, image=hint, strength=1.0, start_percent=0.0,
             end_percent=1.0)[:2]
         models_to_load += control.get_models()
+    if sparsectrl:
+        module = host.host_module.sparse_control
+        loaded = module.LoadedSparseCtrl(module.load_sparse_ctrl(
+            os.path.join(models, "controlnet", "tiny_sparsectrl_scribble.safetensors")))
+        side = size // 8 * 8
+        keyframes = torch.rand(3, side, side, 3, generator=g)
+        indices = f"0, {frames // 2}, {frames - 1}"
+        positive, negative = host.pack.NODE_CLASS_MAPPINGS["ApplySparseCtrl"]().apply(
+            cond, cond, loaded, keyframes, indices, {"samples": latent}, 1.0, 0.0, 1.0, None)[:2]
     with torch.inference_mode():
         host.comfy.model_management.load_models_gpu(models_to_load)  # weights in place before the baseline
         reset_peak_rss()
@@ -97,14 +110,15 @@ def measure(frames: int, size: int, context_length: int | None, controlnet: bool
                                  negative, latent, disable_pbar=True, seed=0)
     rise = peak_rss_mb() - baseline
     row = {"frames": frames, "context_length": context_length, "baseline_mb": baseline, "sampling_rise_mb": rise,
-           "controlnet": controlnet, "host_dir": default_host_dir()}
+           "controlnet": controlnet, "sparsectrl": sparsectrl, "host_dir": default_host_dir()}
     if controlnet:
         row["hint_mb"] = hint_mb(frames, size)
         row["rise_minus_hint_mb"] = rise - row["hint_mb"]
     return row
 
 
-def measure_in_subprocess(frames: int, size: int, context_length: int | None, controlnet: bool = False) -> dict:
+def measure_in_subprocess(frames: int, size: int, context_length: int | None, controlnet: bool = False,
+                          sparsectrl: bool = False) -> dict:
     """:func:`measure` in a fresh Python process (peak RSS only grows within a process).
     ``context_length`` None samples all frames in one piece (no context windows); ``controlnet`` applies
     the tiny ControlNet with one hint image per frame."""
@@ -112,7 +126,8 @@ def measure_in_subprocess(frames: int, size: int, context_length: int | None, co
     # peak RSS follows the peak of live memory rather than glibc's heap history.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(frames), "--size", str(size),
-                          "--context-length", str(context_length or 0)] + (["--controlnet"] if controlnet else []),
+                          "--context-length", str(context_length or 0)] + (["--controlnet"] if controlnet else [])
+                         + (["--sparsectrl"] if sparsectrl else []),
                          capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"memory measurement for {frames} frames failed:\n{out.stderr[-3000:]}")
@@ -126,18 +141,23 @@ def main():
     ap.add_argument("--context-length", type=int, default=16)
     ap.add_argument("--controlnet", action="store_true",
                     help="apply the tiny ControlNet with one hint image per frame (latent size x 8) before sampling")
+    ap.add_argument("--sparsectrl", action="store_true",
+                    help="apply the tiny scribble SparseCtrl with keyframes at the first, middle and last frame")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.size, args.context_length or None, args.controlnet)))
+        print(json.dumps(measure(args.child, args.size, args.context_length or None, args.controlnet,
+                                 args.sparsectrl)))
         return
     from tools.comfy_server import default_host_dir
     print(f"host {default_host_dir()}, {args.size}x{args.size}, context length {args.context_length or 'none'}"
-          f"{', ControlNet (one hint per frame)' if args.controlnet else ''}", flush=True)
+          f"{', ControlNet (one hint per frame)' if args.controlnet else ''}"
+          f"{', SparseCtrl (3 keyframes)' if args.sparsectrl else ''}", flush=True)
     rows = []
     key = "rise_minus_hint_mb" if args.controlnet else "sampling_rise_mb"
     for frames in args.frames:
-        rows.append(measure_in_subprocess(frames, args.size, args.context_length or None, args.controlnet))
+        rows.append(measure_in_subprocess(frames, args.size, args.context_length or None, args.controlnet,
+                                          args.sparsectrl))
         row = rows[-1]
         extra = (f", hint {row['hint_mb']:6.1f} MB, rise - hint {row['rise_minus_hint_mb']:8.1f} MB"
                  if args.controlnet else "")
