@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageSequence
 from safetensors.torch import save_file
 
-from tools.comfy_server import ExecutionFailed
+from tools.comfy_server import ExecutionFailed, PromptRejected
 from tools.demo import tiny_prompt
 from tools.workflow import example_path, ui_to_api
 
@@ -81,7 +81,8 @@ def test_bad_prefix_is_refused_and_nothing_written(server):
     prompt["7"]["inputs"]["steps"] = 1
     prompt["9"]["inputs"]["filename_prefix"] = "../../escape"
     before = set(os.listdir(os.path.dirname(server.output_dir)))
-    with pytest.raises(ExecutionFailed, match="leads outside the output folder"):
+    # refused when queued (VideoCombine checks its prefix then), before anything is sampled
+    with pytest.raises(PromptRejected, match="leads outside the output folder"):
         server.run(prompt)
     assert set(os.listdir(os.path.dirname(server.output_dir))) == before
 

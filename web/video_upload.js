@@ -23,31 +23,46 @@ function inputUrl(name) {
   return api.apiURL(`/view?${params}&rand=${Math.random()}`);
 }
 
+function removePreview(node) {
+  const i = node.widgets?.findIndex((w) => w.name === PREVIEW) ?? -1;
+  if (i > -1) {
+    const [widget] = node.widgets.splice(i, 1);
+    widget.onRemove?.();
+    widget.element?.remove?.();
+    node.setSize?.([node.size[0], node.computeSize?.()[1] ?? node.size[1]]);
+    node.setDirtyCanvas?.(true, true);
+  }
+}
+
+// The preview takes room under the node only once the browser has loaded the clip: a workflow naming a file
+// this server does not have keeps its saved layout.
 function showPreview(node, name) {
-  let widget = node.widgets?.find((w) => w.name === PREVIEW);
-  if (!widget) {
+  const video = document.createElement("video");
+  Object.assign(video, { controls: true, loop: true, muted: true, autoplay: true, playsInline: true });
+  video.style.cssText = "width:100%;max-height:100%;object-fit:contain;";
+  node.animatediffPreviewSource = name;
+  video.addEventListener("loadedmetadata", () => {
+    if (node.animatediffPreviewSource !== name) return; // another clip was chosen meanwhile
+    removePreview(node);
+    const aspect = video.videoHeight / Math.max(1, video.videoWidth);
     const container = document.createElement("div");
     container.style.cssText = "width:100%;display:flex;justify-content:center;";
-    const video = document.createElement("video");
-    Object.assign(video, { controls: true, loop: true, muted: true, autoplay: true, playsInline: true });
-    video.style.cssText = "width:100%;max-height:100%;object-fit:contain;";
     container.appendChild(video);
-    let aspect = 9 / 16;
-    video.addEventListener("loadedmetadata", () => {
-      aspect = video.videoHeight / Math.max(1, video.videoWidth);
-      const size = node.computeSize?.();
-      if (size && node.size[1] < size[1]) node.setSize([node.size[0], size[1]]);
-      node.setDirtyCanvas?.(true, true);
-    });
     const height = () => Math.max(64, (node.size?.[0] ?? 256) * aspect);
-    widget = node.addDOMWidget(PREVIEW, "preview", container, {
+    const widget = node.addDOMWidget(PREVIEW, "preview", container, {
       serialize: false, hideOnZoom: false, getHeight: height, getMinHeight: height,
     });
     widget.serializeValue = () => undefined;
     widget.video = video;
-  }
-  if (name) widget.video.src = inputUrl(name);
-  else widget.video.removeAttribute("src");
+    const size = node.computeSize?.();
+    if (size && node.size[1] < size[1]) node.setSize([node.size[0], size[1]]);
+    node.setDirtyCanvas?.(true, true);
+  });
+  video.addEventListener("error", () => {
+    if (node.animatediffPreviewSource === name) removePreview(node);
+  });
+  if (name) video.src = inputUrl(name);
+  else removePreview(node);
 }
 
 async function upload(node, file) {
