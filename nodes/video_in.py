@@ -62,23 +62,37 @@ class _VideoFile:
 
     @classmethod
     def VALIDATE_INPUTS(cls, video):
+        return cls._check_file(video)
+
+    @classmethod
+    def IS_CHANGED(cls, video, **_):
+        return cls._file_stamp(video)
+
+    @classmethod
+    def _check_file(cls, video):
+        """True, or why the file `video` names cannot be loaded (checked when the prompt is queued)."""
         try:
-            path = comfy_host.input_file_path(video)
+            path = cls._resolve(video)
         except ValueError as e:
             return str(e)
         if not os.path.isfile(path):
-            return (f"video '{video}' is not in ComfyUI's input folder ({comfy_host.input_directory()}): copy or "
-                    f"upload it there, then pick it from the list")
+            return cls._missing(video)
         try:
             probe(path)
         except VideoReadError as e:
             return str(e)
         return True
 
+    @staticmethod
+    def _missing(video) -> str:
+        return (f"video '{video}' is not in ComfyUI's input folder ({comfy_host.input_directory()}): copy or "
+                f"upload it there, then pick it from the list")
+
     @classmethod
-    def IS_CHANGED(cls, video, **_):
+    def _file_stamp(cls, video) -> str:
+        """Changes when the file changes, so the host runs the node again."""
         try:
-            stat = os.stat(comfy_host.input_file_path(video))
+            stat = os.stat(cls._resolve(video))
         except (OSError, ValueError):
             return ""
         return f"{stat.st_mtime_ns}:{stat.st_size}"
@@ -171,27 +185,17 @@ class LoadVideoPath(LoadVideoFrames):
     def _resolve(video) -> str:
         return comfy_host.allowed_video_path(video)
 
+    @staticmethod
+    def _missing(video) -> str:
+        return f"video '{video}' not found"
+
     @classmethod
     def VALIDATE_INPUTS(cls, path):
-        try:
-            full = cls._resolve(path)
-        except ValueError as e:
-            return str(e)
-        if not os.path.isfile(full):
-            return f"video '{path}' not found"
-        try:
-            probe(full)
-        except VideoReadError as e:
-            return str(e)
-        return True
+        return cls._check_file(path)
 
     @classmethod
     def IS_CHANGED(cls, path, **_):
-        try:
-            stat = os.stat(cls._resolve(path))
-        except (OSError, ValueError):
-            return ""
-        return f"{stat.st_mtime_ns}:{stat.st_size}"
+        return cls._file_stamp(path)
 
     def load(self, path, force_rate, frame_load_cap, skip_first_frames, select_every_nth, custom_width,
              custom_height, multiple_of_8):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from tests.test_video_browser import CHROMIUM, Page, browser  # noqa: F401 (fixture)
+from tests.test_video_browser import CHROMIUM, browser, open_page  # noqa: F401 (fixture)
 from video.preview import animated_webp, latents_to_rgb
 
 SD15_FACTORS = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
@@ -110,26 +110,19 @@ def test_browser_shows_the_animation_on_the_sampling_node(server, browser):  # n
     import asyncio
 
     async def run(port):
-        import aiohttp
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as r:
-            targets = [t for t in json.loads(r.read()) if t["type"] == "page"]
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                page = Page(ws)
-                await page.call("Page.enable")
-                await page.call("Page.navigate", url=server.url)
-                await page.wait_for("typeof window.app !== 'undefined' && !!window.app.graph && "
-                                    "!!LiteGraph.registered_node_types['ApplyMotionModule']")
-                # the setting (on by default) has told the server
-                await page.wait_for("fetch('/animatediff/preview').then(r => r.json()).then(j => j.enabled)")
-                await page.eval("(async () => { app.graph.clear(); await app.loadApiJson(%s); "
-                                "await app.queuePrompt(0); })()" % json.dumps(prompt(21)))
-                return await page.wait_for(
-                    "(() => { const n = app.graph.getNodeById(6); "
-                    "const w = n?.widgets?.find(w => w.name === 'animatediff_sampling_preview'); "
-                    "const i = w?.img; return i && i.complete && i.naturalWidth ? "
-                    "{width: i.naturalWidth, height: i.naturalHeight, frames: i.dataset.frames} : null; })()",
-                    timeout=240)
+        async with open_page(port, server.url) as page:
+            await page.wait_for("typeof window.app !== 'undefined' && !!window.app.graph && "
+                                "!!LiteGraph.registered_node_types['ApplyMotionModule']")
+            # the setting (on by default) has told the server
+            await page.wait_for("fetch('/animatediff/preview').then(r => r.json()).then(j => j.enabled)")
+            await page.eval("(async () => { app.graph.clear(); await app.loadApiJson(%s); "
+                            "await app.queuePrompt(0); })()" % json.dumps(prompt(21)))
+            return await page.wait_for(
+                "(() => { const n = app.graph.getNodeById(6); "
+                "const w = n?.widgets?.find(w => w.name === 'animatediff_sampling_preview'); "
+                "const i = w?.img; return i && i.complete && i.naturalWidth ? "
+                "{width: i.naturalWidth, height: i.naturalHeight, frames: i.dataset.frames} : null; })()",
+                timeout=240)
 
     try:
         shown = asyncio.run(run(browser))

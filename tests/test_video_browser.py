@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -108,7 +109,9 @@ PREVIEW = """(() => {
 })()"""
 
 
-async def _run(port, server, format_name, shot):
+@contextlib.asynccontextmanager
+async def open_page(port, url):
+    """The browser's tab (DevTools port ``port``) navigated to ``url``, as a Page."""
     import aiohttp
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as r:
         targets = [t for t in json.loads(r.read()) if t["type"] == "page"]
@@ -116,17 +119,22 @@ async def _run(port, server, format_name, shot):
         async with session.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
             page = Page(ws)
             await page.call("Page.enable")
-            await page.call("Page.navigate", url=server.url)
-            await page.wait_for("typeof window.app !== 'undefined' && !!window.app.graph && "
-                                "!!LiteGraph.registered_node_types['VideoCombine'] && "
-                                "!!LiteGraph.registered_node_types['VideoCombine'].prototype.onExecuted")
-            await page.eval(SCRIPT % {"format": json.dumps(format_name)})
-            preview = await page.wait_for(PREVIEW, timeout=120)
-            await asyncio.sleep(0.5)
-            png = await page.call("Page.captureScreenshot", format="png")
-            with open(shot, "wb") as f:
-                f.write(base64.b64decode(png["data"]))
-            return preview
+            await page.call("Page.navigate", url=url)
+            yield page
+
+
+async def _run(port, server, format_name, shot):
+    async with open_page(port, server.url) as page:
+        await page.wait_for("typeof window.app !== 'undefined' && !!window.app.graph && "
+                            "!!LiteGraph.registered_node_types['VideoCombine'] && "
+                            "!!LiteGraph.registered_node_types['VideoCombine'].prototype.onExecuted")
+        await page.eval(SCRIPT % {"format": json.dumps(format_name)})
+        preview = await page.wait_for(PREVIEW, timeout=120)
+        await asyncio.sleep(0.5)
+        png = await page.call("Page.captureScreenshot", format="png")
+        with open(shot, "wb") as f:
+            f.write(base64.b64decode(png["data"]))
+        return preview
 
 
 @pytest.mark.parametrize("format_name,tag", [("image/gif", "IMG"), ("video/h264-mp4", "VIDEO"),

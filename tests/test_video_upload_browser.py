@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import urllib.request
 
 import pytest
 
 from tests.test_load_video import make_video
-from tests.test_video_browser import CHROMIUM, PREVIEW, Page, browser  # noqa: F401 (fixture)
+from tests.test_video_browser import CHROMIUM, PREVIEW, browser, open_page  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to drive")
 
@@ -55,27 +54,20 @@ INPUT_PREVIEW = """(() => {
 
 
 async def _upload_and_run(port, server, clip):
-    import aiohttp
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as r:
-        targets = [t for t in json.loads(r.read()) if t["type"] == "page"]
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-            page = Page(ws)
-            await page.call("Page.enable")
-            await page.call("Page.navigate", url=server.url)
-            await page.wait_for("typeof window.app !== 'undefined' && !!window.app.graph && "
-                                "!!LiteGraph.registered_node_types['LoadVideoFrames']")
-            widgets = await page.eval(BUILD)
-            document = await page.call("DOM.getDocument", depth=-1)
-            found = await page.call("DOM.querySelector", nodeId=document["root"]["nodeId"],
-                                    selector="input[type=file][data-animatediff-upload]")
-            assert found["nodeId"], "no file picker of the upload button in the page"
-            await page.call("DOM.setFileInputFiles", files=[clip], nodeId=found["nodeId"])
-            preview = await page.wait_for(INPUT_PREVIEW, timeout=60)
-            await page.eval("app.queuePrompt(0)")
-            await asyncio.sleep(0.2)
-            result = await page.wait_for(PREVIEW.replace("window.__vc", "window.__vc"), timeout=180)
-            return widgets, preview, result
+    async with open_page(port, server.url) as page:
+        await page.wait_for("typeof window.app !== 'undefined' && !!window.app.graph && "
+                            "!!LiteGraph.registered_node_types['LoadVideoFrames']")
+        widgets = await page.eval(BUILD)
+        document = await page.call("DOM.getDocument", depth=-1)
+        found = await page.call("DOM.querySelector", nodeId=document["root"]["nodeId"],
+                                selector="input[type=file][data-animatediff-upload]")
+        assert found["nodeId"], "no file picker of the upload button in the page"
+        await page.call("DOM.setFileInputFiles", files=[clip], nodeId=found["nodeId"])
+        preview = await page.wait_for(INPUT_PREVIEW, timeout=60)
+        await page.eval("app.queuePrompt(0)")
+        await asyncio.sleep(0.2)
+        result = await page.wait_for(PREVIEW, timeout=180)
+        return widgets, preview, result
 
 
 def test_upload_button_previews_the_clip_and_the_page_runs_it(server, browser, tmp_path):  # noqa: F811
