@@ -32,6 +32,7 @@ class PreviewSwitch:
     def __init__(self):
         self.enabled = False
         self.last_sent = 0.0
+        self.last_prompt = None  # a new prompt gets its first preview at once
 
 
 SWITCH = PreviewSwitch()
@@ -81,13 +82,15 @@ def post_cfg_preview(args):
     denoised = args["denoised"]
     if not SWITCH.enabled:
         return denoised
+    from server import PromptServer
+    prompt = getattr(PromptServer.instance, "last_prompt_id", None)
     now = time.monotonic()
-    if now - SWITCH.last_sent < MIN_INTERVAL_S or denoised.dim() != 4:
+    if denoised.dim() != 4 or (prompt == SWITCH.last_prompt and now - SWITCH.last_sent < MIN_INTERVAL_S):
         return denoised
     latent_format = getattr(args.get("model"), "latent_format", None)
     if getattr(latent_format, "latent_rgb_factors", None) is None:
         return denoised
-    SWITCH.last_sent = now
+    SWITCH.last_sent, SWITCH.last_prompt = now, prompt
     try:
         _send(denoised, latent_format)
     except Exception as error:  # a preview must never stop sampling
