@@ -530,15 +530,10 @@ def test_runs_end_to_end_on_tiny_models(server, name, request, tmp_path):
             assert metadata["workflow"] == ui
 
 
-def test_vid2vid_controlnet_applies_in_every_window(server, request, tmp_path):
-    """The tiny vid2vid_controlnet run twice, ControlNet strength 1 and 0 (the host's node then returns the
-    prompt unchanged): the decoded videos differ clearly in every frame, so the per-frame Canny hints reach
-    the UNet in every context window (40 frames, windows of 16 sharing 4), and the host never logs that a
-    control could not be applied."""
-    name = "vid2vid_controlnet"
-    base = tiny_prompt(load(twins(name)[1]), server.object_info, request.getfixturevalue, f"{name}_strength")
-    assert_windows_are_run(base, server.object_info)
-    (apply_id,) = [k for k, n in base.items() if n["class_type"] == "ControlNetApplyAdvanced"]
+def decoded_at_strengths(server, base: dict, apply_class: str, tmp_path):
+    """``base`` run with its ``apply_class`` node at strength 1 and at 0: (video at 1, video at 0, the output
+    node's id), decoded as float32; the host must not log that a control could not be applied meanwhile."""
+    (apply_id,) = [k for k, n in base.items() if n["class_type"] == apply_class]
     (output_id,) = [k for k, n in base.items() if n["class_type"] == "VideoCombine"]
     with open(server.log_path, "rb") as f:
         log_start = f.seek(0, os.SEEK_END)
@@ -556,7 +551,18 @@ def test_vid2vid_controlnet_applies_in_every_window(server, request, tmp_path):
         f.seek(log_start)
         log = f.read().decode(errors="replace")
     assert "control could not be applied" not in log, log[-3000:]
-    on, off = (videos[s].astype(np.float32) for s in (1.0, 0.0))
+    return videos[1.0].astype(np.float32), videos[0.0].astype(np.float32), output_id
+
+
+def test_vid2vid_controlnet_applies_in_every_window(server, request, tmp_path):
+    """The tiny vid2vid_controlnet run twice, ControlNet strength 1 and 0 (the host's node then returns the
+    prompt unchanged): the decoded videos differ clearly in every frame, so the per-frame Canny hints reach
+    the UNet in every context window (40 frames, windows of 16 sharing 4), and the host never logs that a
+    control could not be applied."""
+    name = "vid2vid_controlnet"
+    base = tiny_prompt(load(twins(name)[1]), server.object_info, request.getfixturevalue, f"{name}_strength")
+    assert_windows_are_run(base, server.object_info)
+    on, off, _ = decoded_at_strengths(server, base, "ControlNetApplyAdvanced", tmp_path)
     assert on.shape == off.shape == (TINY_WINDOWED_FRAMES, TINY_SIZE, TINY_SIZE, on.shape[-1])
     per_frame = np.abs(on - off).mean(axis=(1, 2, 3))
     assert per_frame.mean() > CONTROLNET_MEAN_CHANGE and per_frame.min() > CONTROLNET_FRAME_CHANGE, \
@@ -569,25 +575,7 @@ def test_sparsectrl_keyframe_changes_the_video(server, name, request, tmp_path):
     videos differ, so the keyframe reaches the UNet through the host's sampler, and the host never logs
     that a control could not be applied (residuals that do not fit the UNet)."""
     base = tiny_prompt(load(twins(name)[1]), server.object_info, request.getfixturevalue, f"{name}_strength")
-    (apply_id,) = [k for k, n in base.items() if n["class_type"] == "ApplySparseCtrl"]
-    (output_id,) = [k for k, n in base.items() if n["class_type"] == "VideoCombine"]
-    with open(server.log_path, "rb") as f:
-        log_start = f.seek(0, os.SEEK_END)
-    videos = {}
-    for strength in (1.0, 0.0):
-        prompt = json.loads(json.dumps(base))
-        prompt[apply_id]["inputs"]["strength"] = strength
-        prompt[output_id]["inputs"]["filename_prefix"] += f"_strength{strength:g}"
-        history = server.run(prompt, timeout=900)
-        assert history["status"]["status_str"] == "success"
-        items = [i for key in ("images", "animatediff_preview", "gifs", "videos")
-                 for i in history["outputs"][output_id].get(key, []) if isinstance(i, dict) and i.get("filename")]
-        videos[strength], _ = decode_output(server, items, tmp_path)
-    with open(server.log_path, "rb") as f:
-        f.seek(log_start)
-        log = f.read().decode(errors="replace")
-    assert "control could not be applied" not in log, log[-3000:]
-    on, off = (videos[s].astype(np.float32) for s in (1.0, 0.0))
+    on, off, output_id = decoded_at_strengths(server, base, "ApplySparseCtrl", tmp_path)
     assert on.shape == off.shape and on.shape[0] == expected_frames(base, output_id) == 16
     per_frame = np.abs(on - off).mean(axis=(1, 2, 3))
     assert per_frame.mean() > SPARSECTRL_MEAN_CHANGE, \
