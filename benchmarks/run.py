@@ -201,16 +201,28 @@ class CallLog:
 
 
 def flop_mapping():
-    """FlopCounterMode misses the CPU's fused attention kernel; count it as the other SDPA kernels are."""
+    """Kernels FlopCounterMode does not know, counted as the ops they stand for: the CPU's fused
+    attention as the other SDPA kernels, oneDNN's inner product (motion_modules/kernels.py) as a matmul."""
     import torch
     from torch.utils.flop_counter import sdpa_flop_count
+    mapping = {}
     op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is None:
-        return {}
-
-    def cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
-        return sdpa_flop_count(query_shape, key_shape, value_shape)
-    return {op: cpu_sdpa_flop}
+    if op is not None:
+        def cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+            return sdpa_flop_count(query_shape, key_shape, value_shape)
+        mapping[op] = cpu_sdpa_flop
+    try:
+        linear = torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        linear = None
+    if linear is not None:
+        def inner_product_flop(x_shape, w_shape, *args, out_shape=None, **kwargs):
+            rows = 1
+            for n in x_shape[:-1]:
+                rows *= n
+            return 2 * rows * w_shape[0] * w_shape[1]
+        mapping[linear] = inner_product_flop
+    return mapping
 
 
 def count_flops(fn) -> int:

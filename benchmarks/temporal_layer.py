@@ -19,9 +19,11 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for path in (ROOT, HERE):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def temporal_at(revision: str):
@@ -55,10 +57,8 @@ def random_module(channels: int, pe_length: int = 32, dtype=torch.float32, seed:
 
 
 def flops_of(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
+    from run import count_flops
+    return count_flops(fn)
 
 
 def time_it(fn, repeats: int, warmup: int = 1) -> list[float]:
@@ -98,15 +98,16 @@ def copies_of(fn) -> list[dict]:
 
 
 def gemm_floor(module, tokens: int, dtype=torch.float32):
-    """A call running the module's matrix products alone (every Linear of the module, F.linear on a
-    (tokens, in) input, nothing else): the arithmetic floor the whole module is measured against."""
-    import torch.nn.functional as F
+    """A call running the module's matrix products alone (every Linear of the module, on a (tokens, in)
+    input, through the kernel the module's layers use: motion_modules/kernels.py), nothing else: the
+    arithmetic floor the whole module is measured against."""
+    from motion_modules.kernels import linear
     linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
     inputs = {m.in_features: torch.randn(tokens, m.in_features, dtype=dtype) for m in linears}
 
     def call():
         for m in linears:
-            F.linear(inputs[m.in_features], m.weight, m.bias)
+            linear(inputs[m.in_features], m.weight, m.bias)
     return call
 
 

@@ -28,7 +28,6 @@ import comfy.controlnet
 import comfy.latent_formats
 import comfy.model_management
 import comfy.model_patcher
-import comfy.ops
 import folder_paths
 
 from ..motion_modules.sparse_control import (MODE_RGB, SparseCtrl, SparseCtrlInputError, condition_from_slots,
@@ -38,6 +37,7 @@ from ..samplers.windowed import slice_batch, window_batch_index
 from . import capabilities
 from .animation import animation_of
 from .errors import plain_errors
+from .unet import MotionCastOperations, MotionOperations
 
 FOLDER = "controlnet"  # the host's ControlNet folder (models/controlnet): where SparseCtrl files go too
 
@@ -72,7 +72,7 @@ class LoadedSparseCtrl:
         self.load_device = comfy.model_management.get_torch_device()
         self.dtype = comfy.model_management.unet_dtype()
         self.manual_cast_dtype = comfy.model_management.unet_manual_cast(self.dtype, self.load_device)
-        operations = comfy.ops.manual_cast if self.manual_cast_dtype is not None else comfy.ops.disable_weight_init
+        operations = MotionCastOperations if self.manual_cast_dtype is not None else MotionOperations
         self.network = sparsectrl.build(dtype=self.dtype, operations=operations)
         self.patcher = comfy.model_patcher.ModelPatcher(
             self.network, load_device=self.load_device, offload_device=comfy.model_management.unet_offload_device())

@@ -17,15 +17,54 @@ import comfy.utils
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, TimestepEmbedSequential
 
-from ..motion_modules import MotionModel
+from ..motion_modules import MotionModel, kernels
 from ..motion_modules.formats import SD15_DOWN, SD15_UP, SDXL_DOWN, SDXL_UP
 from ..motion_modules.model import set_default_operations
 from ..motion_modules.unet_layers import CrossFrameGroupNorm, FrameState, TemporalLayer
 from .capabilities import HOST
 
+
+
+def _casts_per_call(layer) -> bool:
+    return bool(layer.comfy_cast_weights or getattr(layer, "weight_function", None)
+                or getattr(layer, "bias_function", None))
+
+
+class _MotionLinear(comfy.ops.disable_weight_init.Linear):
+    """The host's Linear computing through motion_modules/kernels.py (oneDNN's inner product on x86 CPUs
+    in fp32, ``F.linear`` everywhere else). Where the host casts or patches the weights per call (manual
+    cast, lowvram offloading, current ComfyUI's ``weight_function``s), its own forward runs as it is and
+    only its final ``F.linear`` goes to the same kernel, so every mode gives the same numbers."""
+
+    def forward(self, x):
+        if _casts_per_call(self):
+            with kernels.LinearKernel():
+                return super().forward(x)
+        return kernels.linear(x, self.weight, self.bias)
+
+
+class _MotionCastLinear(comfy.ops.manual_cast.Linear):
+    """:class:`_MotionLinear` for weights stored in another dtype than they compute in (always cast)."""
+
+    def forward(self, x):
+        with kernels.LinearKernel():
+            return super().forward(x)
+
+
+class MotionOperations(comfy.ops.disable_weight_init):
+    """The layer classes motion modules (and SparseCtrl) are built from where weights are stored in the
+    compute dtype: the host's, with :class:`_MotionLinear`."""
+    Linear = _MotionLinear
+
+
+class MotionCastOperations(comfy.ops.manual_cast):
+    """The host's manual-cast layer classes, with :class:`_MotionCastLinear`."""
+    Linear = _MotionCastLinear
+
+
 # Motion modules are built from the host's layer classes, so its manual cast and lowvram loading
 # (per-call weight casting and offloading) apply to them as to the UNet's own layers.
-set_default_operations(comfy.ops.disable_weight_init)
+set_default_operations(MotionOperations)
 FP8_DTYPES = tuple(getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, name))
 MOTION_CHILD = "motion"  # name of the inserted child; original children keep their names "0", "1", …
 
@@ -165,5 +204,5 @@ def motion_dtypes(model, motion: MotionModel):
             storage = motion.format.dtype
         elif model.model.get_dtype() in FP8_DTYPES:
             storage = model.model.get_dtype()
-    ops = comfy.ops.disable_weight_init if storage == compute else comfy.ops.manual_cast
+    ops = MotionOperations if storage == compute else MotionCastOperations
     return storage, compute, ops

@@ -33,8 +33,9 @@ _default_operations = [TorchOperations]
 
 def set_default_operations(operations) -> None:
     """The layer classes module sets are built from when ``operations`` is not given: torch's own, or
-    the host's (comfy_host sets ``comfy.ops.disable_weight_init``, which behaves as torch's layers until
-    the host's lowvram loading switches a layer to per-call casting). One set of classes per process,
+    the host's (comfy_host sets its ``MotionOperations``: ``comfy.ops.disable_weight_init`` with a Linear
+    computing through motion_modules/kernels.py, which behave as torch's layers until the host's lowvram
+    loading switches a layer to per-call casting). One set of classes per process,
     so a module set asked for with or without ``operations`` is the same object."""
     _default_operations[0] = operations or TorchOperations
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .checkpoint import PICKLE_SUFFIXES, CheckpointError, _read_torch, read_layout, read_tensors
 from .temporal import FeedForward, FrameLimitError, MotionModule
 
@@ -102,7 +103,7 @@ class SparseCtrlFormat:
 
 class _TorchOps:
     Conv2d = nn.Conv2d
-    Linear = nn.Linear
+    Linear = kernels.Linear
     GroupNorm = nn.GroupNorm
     LayerNorm = nn.LayerNorm
 

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
+
 GROUPNORM_GROUPS = 32
 GROUPNORM_EPS = 1e-6
 LAYERNORM_EPS = 1e-5
@@ -42,8 +44,9 @@ _learned_limits: dict = {}  # device type -> a smaller limit a kernel turned out
 
 
 class TorchOperations:
-    """The layer classes the modules are built from when no host passes its own: torch's."""
-    Linear = nn.Linear
+    """The layer classes the modules are built from when no host passes its own: torch's (the Linear
+    computing through motion_modules/kernels.py)."""
+    Linear = kernels.Linear
     LayerNorm = nn.LayerNorm
     GroupNorm = nn.GroupNorm
 

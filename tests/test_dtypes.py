@@ -55,14 +55,16 @@ def test_fp8_file_loads_as_fp8(tmp_path, suffix):
 # ---- with the host's layer classes --------------------------------------------------------------
 
 def test_host_manual_cast_matches_cast_weights(host):
-    """fp16-stored weights through the host's manual_cast layers, computing in fp32, give exactly what
-    fp32 weights with the same (fp16-rounded) values give."""
+    """fp16-stored weights through the host's manual_cast layers (as the pack builds them), computing in
+    fp32, give exactly what fp32 weights with the same (fp16-rounded) values give."""
     import comfy.ops
     from motion_modules import motion_model_from_tensors
+    cast_ops = host.host_module.unet.MotionCastOperations
     motion = motion_model_from_tensors(small_motion_tensors(dtype=torch.float16), "mm.safetensors")
-    manual = motion.modules_in(torch.float16, torch.float32, comfy.ops.manual_cast)
+    manual = motion.modules_in(torch.float16, torch.float32, cast_ops)
     cast_once = motion.modules_in(torch.float32)
-    assert type(manual.in_unet_order()[0][1].temporal_transformer.proj_in) is comfy.ops.manual_cast.Linear
+    proj_in = manual.in_unet_order()[0][1].temporal_transformer.proj_in
+    assert isinstance(proj_in, comfy.ops.manual_cast.Linear) and proj_in.comfy_cast_weights
     x = inputs()
     for a, b in zip(run(manual, x), run(cast_once, x)):
         assert a.dtype == torch.float32 and torch.equal(a, b)
@@ -70,13 +72,12 @@ def test_host_manual_cast_matches_cast_weights(host):
 
 @needs_fp8
 def test_fp8_weights_run_on_cpu_with_manual_cast(host, tmp_path):
-    import comfy.ops
     tensors = {k: v.to(FP8) for k, v in small_motion_tensors().items()}
     path = str(tmp_path / "mm_fp8.safetensors")
     save_file(tensors, path)
     from motion_modules import load_motion_model, motion_model_from_tensors
     motion = load_motion_model(path)
-    fp8 = motion.modules_in(FP8, torch.float32, comfy.ops.manual_cast)
+    fp8 = motion.modules_in(FP8, torch.float32, host.host_module.unet.MotionCastOperations)
     reference = motion_model_from_tensors({k: v.float() for k, v in tensors.items()}, "ref.safetensors")
     x = inputs()
     for a, b in zip(run(fp8, x), run(reference.modules, x)):
@@ -164,7 +165,8 @@ def test_fp8_unet_stores_motion_weights_in_fp8(host, motion, tiny_models, monkey
     model = load_with_flag(host, tiny_models, monkeypatch, "fp8_e4m3fn_unet")
     assert model.model.get_dtype() == FP8
     storage, compute, ops = host.host_module.motion_dtypes(model, motion)
-    assert (storage, compute, ops) == (FP8, torch.float32, comfy.ops.manual_cast)
+    assert (storage, compute, ops) == (FP8, torch.float32, host.host_module.unet.MotionCastOperations)
+    assert issubclass(ops.Linear, comfy.ops.manual_cast.Linear)
     patched = apply(host, model, motion)
     layer = motion_layers(patched)[0]
     assert layer.motion.temporal_transformer.proj_in.weight.dtype == FP8

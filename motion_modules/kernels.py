@@ -1,0 +1,98 @@
+"""The matrix-product kernel the temporal layers' Linear layers run on. Pure torch.
+
+On x86 CPUs in fp32, ``F.linear`` goes to the BLAS library torch was built with (MKL), while the
+host UNet's convolutions go to oneDNN, whose JIT-compiled kernels use the CPU's widest vector units.
+On the 2-core AMD EPYC the benchmarks ran on (benchmarks/README.md, "Where the time goes"), oneDNN's
+fp32 inner product runs the motion modules' products 2.0-2.3x faster than ``F.linear`` at every size
+the UNet levels see (16x16 tokens of 320 channels down to one token of 1280), without a packed copy
+of the weights. So, where it applies, a Linear here calls oneDNN's inner product instead (torch's own
+``mkldnn::_linear_pointwise``, the op torch.compile emits for CPU linears). Same arithmetic in fp32;
+only the summation order differs (|difference| ~1e-6 on unit-scale outputs).
+
+It applies when: the op exists and works in this torch (checked once, on first use, against
+``F.linear``), the CPU is x86, input, weight and bias are fp32 CPU tensors, and no gradient is
+wanted (the op has no backward). Everything else, GPUs and fp16/bf16 included, takes ``F.linear``.
+``ANIMATEDIFF_CPU_LINEAR=torch`` in the environment turns it off (read once, at import).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+_state = {"onednn": None}  # None: not probed yet; then True / False
+
+
+def _onednn_op():
+    ops = getattr(torch.ops, "mkldnn", None)
+    try:
+        return getattr(ops, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _probe() -> bool:
+    """Whether oneDNN's fp32 inner product is there and agrees with F.linear on this machine."""
+    if os.environ.get("ANIMATEDIFF_CPU_LINEAR", "").strip().lower() == "torch":
+        return False
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    if not torch.backends.mkldnn.is_available() or _onednn_op() is None:
+        return False
+    g = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(shape, generator=g) for shape in ((3, 5, 64), (48, 64), (48,)))
+    try:
+        with torch.no_grad():
+            got = _onednn_op()(x, w, b, "none", [], "")
+            return bool(torch.allclose(got, F.linear(x, w, b), rtol=1e-5, atol=1e-5))
+    except RuntimeError:
+        return False
+
+
+def onednn_available() -> bool:
+    if _state["onednn"] is None:
+        _state["onednn"] = _probe()
+    return _state["onednn"]
+
+
+def _applies(x: torch.Tensor, weight: torch.Tensor, bias) -> bool:
+    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32 \
+            or weight.device.type != "cpu" or x.dim() < 2:
+        return False
+    if bias is not None and (bias.dtype != torch.float32 or bias.device.type != "cpu"):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return False
+    return onednn_available()
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, through oneDNN's inner product where it applies (module docstring)."""
+    if _applies(x, weight, bias):
+        return _onednn_op()(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+class LinearKernel(TorchFunctionMode):
+    """Inside this context, ``F.linear`` computes through :func:`linear`: for layers whose forward casts
+    their weights per call before calling ``F.linear`` (a host's manual-cast and lowvram layers), so
+    that they compute with the same kernel, and give the same numbers, as when they do not cast."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.linear:
+            return linear(*args, **kwargs)  # the mode is off inside its own handler: no recursion
+        return func(*args, **kwargs)
+
+
+class Linear(nn.Linear):
+    """torch's Linear, computing through :func:`linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
