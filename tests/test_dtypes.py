@@ -125,6 +125,8 @@ def test_motion_layers_are_the_hosts_layer_classes(host, sd15, motion):
     norms = [m for layer in layers for m in layer.modules() if isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm))]
     assert linears and norms
     assert all(isinstance(m, comfy.ops.disable_weight_init.Linear) for m in linears)
+    # ... computing through the pack's kernel (motion_modules/kernels.py) unless the host casts per call
+    assert all(isinstance(m, host.host_module.unet.MotionOperations.Linear) for m in linears)
     assert all(hasattr(m, "comfy_cast_weights") for m in linears + norms)
 
 
