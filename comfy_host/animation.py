@@ -20,7 +20,7 @@ import torch
 from ..motion_modules import MotionModel
 from ..motion_modules.unet_layers import FrameState
 from ..samplers import ContextOptions, MotionScaleSchedule
-from .conditioning import WindowControls
+from .conditioning import DeferredControls, WindowControls
 
 ANIMATION_KEY = "animatediff"
 # Per UNet call (not per model): the frames of the context window being evaluated, as a WindowFrames.
@@ -44,9 +44,15 @@ class Animation:
     motion_scale: MotionScaleSchedule | None = None  # per-frame / per-side strength, or None
     progress: Any = None                  # AnimateSampler's step/window counter while it samples
     controls: WindowControls = dataclasses.field(default_factory=WindowControls)
+    # 2024 host: per-window controls (SparseCtrl) recorded by get_control for the UNet call about to run.
+    deferred_controls: DeferredControls = dataclasses.field(default_factory=DeferredControls)
 
     def replace(self, **changes) -> "Animation":
         return dataclasses.replace(self, **changes)
+
+    def in_windows(self, frames: int) -> bool:
+        """Whether a call of ``frames`` frames is cut into context windows."""
+        return self.context is not None and frames > self.context.context_length
 
     def side_scales(self, window: tuple[int, ...] | list[int], total: int) -> dict[str, torch.Tensor] | None:
         """{side: (len(window),) scales} for the motion layers, or None when the strength is constant."""

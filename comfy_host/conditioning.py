@@ -12,7 +12,8 @@ either cut to the window or refused here, loudly:
   frames, or one per frame. Where windows are cut at the conditioning level (current ComfyUI), each
   window gets its own copy of the chain holding that window's hint frames, so the ControlNet itself
   runs per window; on the 2024 host, whose ControlNet runs once per step on the whole batch, its
-  residuals are cut to the window instead.
+  residuals are cut to the window instead. A control whose residuals depend on the window (SparseCtrl)
+  defers them there to the window itself (:class:`DeferredControls`).
 
 Pure bookkeeping around the host's objects; the host's own classes compute everything.
 """
@@ -173,6 +174,51 @@ def _cut_residual(residual, index, batch):
             f"a ControlNet residual has batch {residual.shape[0]} in a UNet call of {batch} latents; it cannot "
             f"be cut to a context window. Give the ControlNet 1 hint image or one per frame.")
     return residual[index.to(residual.device)]
+
+
+def merge_residuals(ours: dict, previous: dict | None) -> dict:
+    """Residuals of two controls added position by position (the host's own merge rule): ``ours`` gets
+    ``previous``'s values added (lists may be empty or hold None where a control has none)."""
+    if previous is None:
+        return ours
+    for key in ("input", "middle", "output"):
+        mine = ours.setdefault(key, [])
+        for i, value in enumerate(previous.get(key, ())):
+            if i >= len(mine):
+                mine.append(value)
+            elif value is not None:
+                mine[i] = value if mine[i] is None else value + mine[i]
+    return ours
+
+
+class DeferredControls:
+    """2024 host: controls whose residuals depend on the context window a frame is in (SparseCtrl, with its
+    own motion modules) cannot compute them in ``get_control``, which the host calls once per UNet call on
+    the whole batch, before the pack's UNet function wrapper cuts that call into windows. Such a control
+    records here, for the UNet call about to run, an object whose ``residuals(index)`` computes its residuals
+    for a window's batch positions (``index``; None: the whole batch); the wrapper takes the records for that
+    call and adds each window's residuals to the window's cut ControlNet residuals, one window at a time."""
+
+    def __init__(self):
+        self._pending = []
+
+    def add(self, deferred):
+        self._pending.append(deferred)
+
+    def take(self) -> list:
+        taken, self._pending = self._pending, []
+        return taken
+
+    def clear(self):
+        self._pending = []
+
+
+def add_deferred_residuals(deferred: list, control: dict | None, index: torch.Tensor | None) -> dict | None:
+    """``control`` (a UNet call's residuals, already cut to the window) with each deferred control's
+    residuals for ``index`` added."""
+    for entry in deferred:
+        control = merge_residuals(entry.residuals(index), control)
+    return control
 
 
 class _Entry:

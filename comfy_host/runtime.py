@@ -8,8 +8,10 @@ which frames it covers. A PREPARE_SAMPLING wrapper sizes the host's memory estim
 
 The 2024 host has none of these: one UNet function wrapper (``model_function_wrapper``, chained with
 any wrapper that was there before) cuts the UNet call into windows, with the ControlNet residuals cut
-to each window (its ControlNet runs once per step on the whole batch, before the wrapper is called),
-and a post-CFG function checks per-frame conditionings against the frame count.
+to each window (its ControlNet runs once per step on the whole batch, before the wrapper is called)
+and, for each window, the residuals of controls that must run per window (SparseCtrl: its get_control
+defers to the wrapper) computed on the window's frames and added; a post-CFG function checks per-frame
+conditionings against the frame count.
 
 Nothing here replaces a host function: every hook is registered on the clone ApplyMotionModule made.
 The host calls each hook directly, so each hands this pack's errors to it as builtin types
@@ -26,7 +28,7 @@ from ..motion_modules.unet_layers import FrameContextError
 from ..samplers import run_in_windows
 from . import capabilities
 from .animation import WINDOW_KEY, Animation, WindowFrames, animation_in
-from .conditioning import ConditioningError, check_conditioning, cut_conds, cut_unet_conds
+from .conditioning import ConditioningError, add_deferred_residuals, check_conditioning, cut_conds, cut_unet_conds
 from .errors import plain_errors
 from .preview import post_cfg_preview
 
@@ -65,8 +67,7 @@ def step_index(transformer_options, sigma) -> int:
 
 
 def _needs_windows(animation: Animation, frames: int) -> bool:
-    context = animation.context
-    if context is None or frames <= context.context_length:
+    if not animation.in_windows(frames):
         if frames > animation.frame_limit:
             raise FrameLimitError(frames, animation.frame_limit)
         return False
@@ -170,13 +171,20 @@ class _UnetCallWindows:
         if x.shape[0] % chunks:
             raise FrameContextError(f"batch of {x.shape[0]} latents cannot be split into {chunks} equal clips")
         frames = x.shape[0] // chunks
+        # Controls that compute their residuals per window (SparseCtrl), recorded by their get_control for
+        # this call: taken (so none is left for the next call) and computed for each window in turn.
+        deferred = animation.deferred_controls.take()
 
         def call(x_part, index):
             if index is None:
                 part, window = args, tuple(range(frames))
+                if deferred:
+                    part = dict(args, c=dict(c, control=add_deferred_residuals(deferred, c.get("control"), None)))
             else:
                 window = tuple(index[:len(index) // chunks].tolist())
                 part_c = cut_unet_conds(c, index, x.shape[0])
+                if deferred:
+                    part_c["control"] = add_deferred_residuals(deferred, part_c.get("control"), index)
                 part_c["transformer_options"] = dict(options, **{WINDOW_KEY: WindowFrames(window, frames)})
                 part = dict(args, input=x_part, timestep=cut_unet_conds({"t": args["timestep"]}, index, x.shape[0])["t"],
                             c=part_c)

@@ -7,13 +7,17 @@ interface both hosts' samplers call for every control in a conditioning: ``pre_r
 ``set_previous_controlnet``. It chains with host ControlNets and T2I-Adapters either way round.
 
 Per-frame data (docs/sparsectrl.md §4): the keyframes are kept once; ``cond_hint_original`` is a
-``(frames,)`` tensor giving each frame's keyframe (or -1). The pack's context windows cut it like any
-per-frame hint (comfy_host/conditioning.py), so on current ComfyUI each window's copy sees its own
-keyframes at window-local positions and runs its motion modules over the window's frames. The 2024 host
-runs ControlNets once per step on the whole clip, and the pack's runtime cuts their residuals to each
-window: there SparseCtrl computes each window's residuals on that window's frames itself, which is exact
-when no frame is in two windows (the ``batched`` schedule); other schedules are refused with the reason
-(see :class:`SparseCtrlWindowError`).
+``(frames,)`` tensor giving each frame's keyframe (or -1).
+
+In context windows every window runs SparseCtrl on its own frames, with the keyframes that fall inside it
+at window-local positions (its motion modules see the window's frames, so a frame's residuals depend on
+the window it is in), one window at a time, with any schedule. On current ComfyUI the pack's windows cut
+``cond_hint_original`` like any per-frame hint (comfy_host/conditioning.py), and each window's copy of
+the control runs there. The 2024 host calls ``get_control`` once per UNet call on the whole clip, before
+the pack's UNet function wrapper cuts the call into windows: there ``get_control`` passes the previous
+controls' residuals on unchanged and defers its own to the wrapper (the animation's
+``deferred_controls``), which computes them for each window on the window's frames and adds them to the
+window's cut residuals (comfy_host/runtime.py).
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ import folder_paths
 from ..motion_modules.sparse_control import (MODE_RGB, SparseCtrl, SparseCtrlInputError, condition_from_slots,
                                              fit_images, keyframe_slots, load_sparse_ctrl, parse_frame_indices)
 from ..motion_modules.temporal import FrameLimitError
-from ..samplers.windowed import slice_batch, window_batch_index
+from ..samplers.windowed import slice_batch
 from . import capabilities
 from .animation import animation_of
+from .conditioning import merge_residuals
 from .errors import plain_errors
 from .unet import MotionCastOperations, MotionOperations
 
@@ -46,8 +51,8 @@ class SparseCtrlModelError(ValueError):
     """A SparseCtrl applied to a model it was not made for."""
 
 
-class SparseCtrlWindowError(ValueError):
-    """SparseCtrl inside context windows on a host that runs ControlNets on the whole clip."""
+class SparseCtrlFrameLimitError(ValueError):
+    """More frames reach SparseCtrl in one call than its motion modules take."""
 
 
 def sparsectrl_names() -> list[str]:
@@ -209,7 +214,7 @@ class SparseCtrlControl(comfy.controlnet.ControlBase):
         self.keyframes = keyframes
         self.latent_size = latent_size
         self.model_sampling_current = None
-        self.context = None  # 2024 host: the animation's context windows, read at pre_run
+        self.animation = None  # 2024 host: the sampled model's Animation record, found at pre_run
 
     def copy(self):
         c = SparseCtrlControl(self.loaded, self.keyframes, self.latent_size)
@@ -229,7 +234,7 @@ class SparseCtrlControl(comfy.controlnet.ControlBase):
 
     def cleanup(self):
         self.model_sampling_current = None
-        self.context = None
+        self.animation = None
         super().cleanup()
 
     @plain_errors
@@ -239,8 +244,9 @@ class SparseCtrlControl(comfy.controlnet.ControlBase):
         self._check_model(model)
         if not capabilities.HOST.cond_batch_wrapper:
             patcher = _loaded_patcher(model)
-            animation = animation_of(patcher) if patcher is not None else None
-            self.context = animation.context if animation is not None else None
+            self.animation = animation_of(patcher) if patcher is not None else None
+            if self.animation is not None:
+                self.animation.deferred_controls.clear()  # none left by a sampling that stopped mid-step
 
     def _check_model(self, model):
         fmt = self.loaded.format
@@ -280,45 +286,18 @@ class SparseCtrlControl(comfy.controlnet.ControlBase):
                 f"Apply SparseCtrl was given a {w}x{h} latent, but the sampler samples {x_noisy.shape[-1]}x"
                 f"{x_noisy.shape[-2]} latents: connect the LATENT you sample to Apply SparseCtrl")
         context = cond.get("crossattn_controlnet", cond["c_crossattn"])
-        windows = self._whole_clip_windows(frames)
-        if windows is None:
-            down, mid = self._residuals(x_noisy, t, context, slots, batched_number)
-        else:
-            # The 2024 host: this runs once on the whole clip, and the pack's runtime then cuts every residual
-            # to each window's batch positions. Computing each window's residuals on its own frames here
-            # gives every window exactly what it would get alone.
-            batch = x_noisy.shape[0]
-            down = mid = None
-            for window in windows:
-                index = window_batch_index(window, frames, batched_number).to(x_noisy.device)
-                part_down, part_mid = self._residuals(
-                    x_noisy[index], slice_batch(t, index, batch), slice_batch(context, index.to(context.device), batch),
-                    slots[torch.tensor(window, dtype=torch.long)], batched_number)
-                if down is None:
-                    down = [r.new_zeros((batch,) + tuple(r.shape[1:])) for r in part_down]
-                    mid = part_mid.new_zeros((batch,) + tuple(part_mid.shape[1:]))
-                for full, part in zip(down, part_down):
-                    full[index] = part
-                mid[index] = part_mid
-        out = {"input": [], "middle": [mid.to(x_noisy.dtype)], "output": [d.to(x_noisy.dtype) for d in down]}
-        return _merge(out, control_prev)
+        if self.animation is not None and self.animation.in_windows(frames):
+            # The 2024 host with context windows: this runs once on the whole clip, before the pack's runtime
+            # cuts the UNet call into windows. A frame's residuals depend on its window (SparseCtrl's motion
+            # modules see the window's frames), so the runtime computes them per window (comfy_host/runtime.py).
+            self.animation.deferred_controls.add(_DeferredResiduals(self, x_noisy, t, context, batched_number))
+            return control_prev
+        return merge_residuals(self._control(x_noisy, t, context, slots, batched_number), control_prev)
 
-    def _whole_clip_windows(self, frames: int):
-        """The 2024 host with context windows: the windows the pack's runtime will cut this clip into, when
-        SparseCtrl can compute them here (no frame in two windows: the ``batched`` schedule); else None
-        (no windows) or a refusal naming what works."""
-        context = self.context
-        if context is None or frames <= context.context_length:
-            return None
-        if context.schedule != "batched":
-            raise SparseCtrlWindowError(
-                f"SparseCtrl in context windows on this ComfyUI version needs the 'batched' schedule (got "
-                f"'{context.schedule}'): this version runs ControlNets once per step on the whole clip ({frames} "
-                f"frames), before the pack cuts it into windows of {context.context_length}, so SparseCtrl computes "
-                f"each window's residuals then, which it can only do when every frame is in one window. Choose the "
-                f"'batched' schedule in the Context Scheduler, sample at most {context.context_length} frames, or "
-                f"update ComfyUI (current versions run SparseCtrl per window with any schedule)")
-        return context.windows(frames)
+    def _control(self, x_noisy, t, context, slots, clips: int) -> dict:
+        """The residuals for ``clips`` clips of the frames ``slots`` describes, as a control dict."""
+        down, mid = self._residuals(x_noisy, t, context, slots, clips)
+        return {"input": [], "middle": [mid.to(x_noisy.dtype)], "output": [d.to(x_noisy.dtype) for d in down]}
 
     def _residuals(self, x_noisy, t, context, slots, clips: int):
         """The network's down and mid residuals for ``clips`` clips of the frames ``slots`` describes."""
@@ -335,26 +314,30 @@ class SparseCtrlControl(comfy.controlnet.ControlBase):
             return self.loaded.network(x_in, timestep, context.to(device=device, dtype=dtype), condition, mask,
                                        frames, scale=self.strength)
         except FrameLimitError:
-            raise SparseCtrlWindowError(
+            raise SparseCtrlFrameLimitError(
                 f"{frames} frames reach SparseCtrl, whose motion modules take at most {self.loaded.format.pe_length}. "
-                + ("Attach context windows (Context Scheduler) with context_length at most "
-                   f"{self.loaded.format.pe_length}: each window then runs SparseCtrl on its own frames"
-                   if capabilities.HOST.cond_batch_wrapper else
-                   f"On this ComfyUI version SparseCtrl runs on the whole clip unless context windows use the "
-                   f"'batched' schedule: sample at most {self.loaded.format.pe_length} frames, add a Context "
-                   f"Scheduler (batched, context_length at most {self.loaded.format.pe_length}), or update "
-                   f"ComfyUI")) from None
+                f"Attach context windows (Context Scheduler) with context_length at most "
+                f"{self.loaded.format.pe_length}: each window then runs SparseCtrl on its own frames") from None
 
 
-def _merge(ours: dict, previous: dict | None) -> dict:
-    """Residuals of two controls added position by position (the host's own merge rule)."""
-    if previous is None:
-        return ours
-    for key in ("input", "middle", "output"):
-        mine = ours.setdefault(key, [])
-        for i, value in enumerate(previous.get(key, ())):
-            if i >= len(mine):
-                mine.append(value)
-            elif value is not None:
-                mine[i] = value if mine[i] is None else value + mine[i]
-    return ours
+@dataclass(frozen=True, eq=False)
+class _DeferredResiduals:
+    """What SparseCtrl's get_control was given for one UNet call on the 2024 host; the pack's UNet function
+    wrapper asks it for each window's residuals."""
+    control: SparseCtrlControl
+    x_noisy: torch.Tensor
+    t: torch.Tensor
+    context: torch.Tensor
+    clips: int
+
+    def residuals(self, index: torch.Tensor | None) -> dict:
+        """The residuals of the window at batch positions ``index`` (chunk-major, as
+        samplers/windowed.py cuts them; None: the whole batch), computed on the window's frames alone."""
+        slots = self.control.cond_hint_original
+        if index is None:
+            return self.control._control(self.x_noisy, self.t, self.context, slots, self.clips)
+        batch = self.x_noisy.shape[0]
+        window = index[:index.shape[0] // self.clips].cpu()
+        return self.control._control(
+            self.x_noisy[index.to(self.x_noisy.device)], slice_batch(self.t, index, batch),
+            slice_batch(self.context, index, batch), slots[window], self.clips)
