@@ -48,20 +48,37 @@ def run_in_windows(call: Callable[[torch.Tensor, torch.Tensor | None], Outputs],
     single = False
     for i, window in enumerate(windows):
         index = window_batch_index(window, frames, chunks).to(x.device)
-        out = call(x[index], index)
+        out = call(x[index], index)  # the one copy a window needs: its frames of every chunk, as one batch
         single = isinstance(out, torch.Tensor)
         outs = [out] if single else list(out)
-        weight = options.weights(window, frames).to(x.device).repeat(chunks)
+        weight = options.weights(window, frames).to(x.device)
         if fused is None:
             fused = [torch.zeros((x.shape[0],) + tuple(o.shape[1:]), dtype=torch.float32, device=o.device) for o in outs]
             dtypes = [o.dtype for o in outs]
         for total_out, o in zip(fused, outs):
-            total_out.index_add_(0, index.to(o.device), o.float() * weight.to(o.device).view((-1,) + (1,) * (o.ndim - 1)))
-        total.index_add_(0, torch.tensor(window, device=x.device), weight[:len(window)])
+            _accumulate(total_out, o, window, weight.to(o.device), frames, chunks)
+        total.index_add_(0, torch.tensor(window, device=x.device), weight)
         if on_window is not None:
             on_window(i + 1, len(windows))
     results = []
     for total_out, dtype in zip(fused, dtypes):
         norm = total.repeat(chunks).to(total_out.device).view((-1,) + (1,) * (total_out.ndim - 1))
-        results.append((total_out / norm).to(dtype))
+        results.append(total_out.div_(norm).to(dtype))  # in place; no copy when the output is fp32
     return results[0] if single else results
+
+
+def _accumulate(total_out: torch.Tensor, out: torch.Tensor, window: list[int], weight: torch.Tensor, frames: int,
+                chunks: int):
+    """``total_out[rows of window] += out * weight`` (per frame), in fp32. A window of consecutive frames
+    (every schedule's windows, except where looped windows wrap or stride > 1) is a slice of each chunk:
+    the product is accumulated in place there (no product tensor, no index); others go through index_add_."""
+    length = len(window)
+    shape = (-1,) + (1,) * (out.ndim - 1)
+    if window == list(range(window[0], window[0] + length)):
+        w = weight.view(shape)
+        for c in range(chunks):
+            start = c * frames + window[0]
+            total_out[start:start + length].addcmul_(out[c * length:(c + 1) * length].float(), w)
+        return
+    index = window_batch_index(window, frames, chunks).to(out.device)
+    total_out.index_add_(0, index, out.float() * weight.repeat(chunks).view(shape))
