@@ -60,6 +60,9 @@ FAMILIES = {
 }
 
 
+from run import DTYPE_FLAGS  # noqa: E402
+
+
 def log(*a):
     print(*a, flush=True)
 
@@ -139,12 +142,13 @@ def write_models(folder: str, family: str, motions: list[str]):
 # ---------------------------------------------------------------------------------------------
 # FLOPs (in a child process: the host in-process, the same checkpoint and modules)
 
-def count_flops_here(folder: str, family: str, motions: list[str], size: int, frames: int, attention: str) -> dict:
+def count_flops_here(folder: str, family: str, motions: list[str], size: int, frames: int, attention: str,
+                     device: str) -> dict:
     """FLOPs of one sampling step (one UNet call on the CFG batch) of the plain and each animated model."""
     import torch
     from run import count_flops, setup_host
     from tools.inprocess_host import load_checkpoint
-    host = setup_host("cpu", attention)
+    host = setup_host(device, attention)
     spec = FAMILIES[family]
     loaded = load_checkpoint(host, os.path.join(folder, "checkpoints", spec["checkpoint"]))
     g = torch.Generator().manual_seed(0)
@@ -171,9 +175,10 @@ def count_flops_here(folder: str, family: str, motions: list[str], size: int, fr
     return out
 
 
-def flops_in_child(folder, family, motions, size, frames, attention) -> dict:
+def flops_in_child(folder, family, motions, size, frames, attention, device) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--count-flops", "--family", family, "--models-dir", folder,
-           "--sizes", str(size), "--frames", str(frames), "--attention", attention, "--motion", *motions]
+           "--sizes", str(size), "--frames", str(frames), "--attention", attention, "--device", device,
+           "--motion", *motions]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"FLOP count failed:\n{done.stderr[-3000:]}")
@@ -212,9 +217,11 @@ def prompt_for(variant: str, family: str, size: int, frames: int, steps: int, se
     return p
 
 
-def start_server(workdir: str, folder: str, evolved: str | None, attention: str):
+def start_server(workdir: str, folder: str, evolved: str | None, attention: str, device: str, dtype: str):
     from tools.comfy_server import ComfyServer, default_host_dir, host_has_flag
     extra = ["--use-pytorch-cross-attention"] if attention == "pytorch" else []
+    if dtype != "auto":
+        extra.append("--" + DTYPE_FLAGS[dtype].replace("_", "-"))
     if host_has_flag(default_host_dir(), "--cache-lru"):
         # The default cache keeps only the last prompt's node outputs: alternating prompts would then load
         # and cast each motion module again in every run (both packs), which is not sampling cost.
@@ -229,7 +236,7 @@ def start_server(workdir: str, folder: str, evolved: str | None, attention: str)
         with open(yaml_path, "w") as f:
             f.write(f"benchmark_extra_nodes:\n    custom_nodes: {nodes_dir}\n")
         extra += ["--extra-model-paths-config", yaml_path]
-    server = ComfyServer(workdir, models_dir=folder, extra_args=extra).start(timeout=300)
+    server = ComfyServer(workdir, models_dir=folder, extra_args=extra, cpu=device == "cpu").start(timeout=300)
     if evolved and "ADE_AnimateDiffLoaderGen1" not in server.object_info:
         tail = server.log_tail(80)
         server.stop()
@@ -290,6 +297,12 @@ def main():
     ap.add_argument("--evolved", help="a local checkout of ComfyUI-AnimateDiff-Evolved to compare with")
     ap.add_argument("--attention", choices=["host-default", "pytorch"], default="host-default",
                     help="the server's spatial attention: its own choice (sub-quadratic on a CPU) or torch SDPA")
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                    help="the server's device: --cpu, or the host's own choice (a GPU where there is one)")
+    ap.add_argument("--dtype", choices=["auto", *DTYPE_FLAGS], default="auto",
+                    help="the UNet's dtype: the host's choice, or its --fp16-unet, --bf16-unet, --force-fp32")
+    ap.add_argument("--compile", action="store_true",
+                    help="the server runs the motion modules through torch.compile (ANIMATEDIFF_TORCH_COMPILE=1)")
     ap.add_argument("--models-dir", default=BENCH_MODELS)
     ap.add_argument("--name", default=None, help="result file name (default animation_cost_<family>)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -301,26 +314,31 @@ def main():
         ap.error(f"--motion {unknown}: {args.family} has {sorted(FAMILIES[args.family]['motion'])}")
     if args.count_flops:
         print(json.dumps(count_flops_here(args.models_dir, args.family, motions, args.sizes[0], args.frames,
-                                          args.attention)))
+                                          args.attention, "cuda" if args.device == "gpu" else "cpu")))
         return
     if args.evolved and not os.path.isfile(os.path.join(args.evolved, "__init__.py")):
         ap.error(f"--evolved {args.evolved}: not a ComfyUI-AnimateDiff-Evolved checkout (no __init__.py)")
+    if args.compile:
+        os.environ["ANIMATEDIFF_TORCH_COMPILE"] = "1"  # the server inherits it
     write_models(args.models_dir, args.family, motions)
     variants = ["plain"] + [f"ours {m}" for m in motions] + ([f"evolved {m}" for m in motions] if args.evolved else [])
     flops = {}
     for size in args.sizes:
         log(f"counting FLOPs at {size}x{size} ...")
-        flops[size] = flops_in_child(args.models_dir, args.family, motions, size, args.frames, args.attention)
+        flops[size] = flops_in_child(args.models_dir, args.family, motions, size, args.frames, args.attention,
+                                     args.device)
     import torch
     out = {"family": args.family, "motions": motions, "frames": args.frames, "steps": args.steps,
-           "rounds": args.rounds, "attention": args.attention, "evolved": args.evolved,
+           "rounds": args.rounds, "attention": args.attention, "device": args.device, "dtype": args.dtype,
+           "compile": args.compile,
+           "evolved": args.evolved,
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "torch": torch.__version__}, "sizes": {}}
     if args.evolved:
         done = subprocess.run(["git", "-C", args.evolved, "rev-parse", "HEAD"], capture_output=True, text=True)
         out["evolved_commit"] = done.stdout.strip() or None
     with tempfile.TemporaryDirectory() as workdir:
-        server = start_server(workdir, args.models_dir, args.evolved, args.attention)
+        server = start_server(workdir, args.models_dir, args.evolved, args.attention, args.device, args.dtype)
         try:
             for size in args.sizes:
                 result = measure_size(server, variants, args.family, size, args)

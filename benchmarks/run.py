@@ -62,7 +62,10 @@ def log(*a):
 # ---------------------------------------------------------------------------------------------
 # Host
 
-def setup_host(device: str, attention: str):
+DTYPE_FLAGS = {"fp16": "fp16_unet", "bf16": "bf16_unet", "fp32": "force_fp32"}  # the host's own switches
+
+
+def setup_host(device: str, attention: str, dtype: str = "auto"):
     """The host in-process, as tools.inprocess_host loads it, with its attention kernel chosen:
     ``pytorch`` = torch SDPA (--use-pytorch-cross-attention: the host's default on NVIDIA GPUs, and what
     diffusers uses), ``host-default`` = what the host picks by itself (sub-quadratic attention on a CPU)."""
@@ -77,6 +80,9 @@ def setup_host(device: str, attention: str):
     import comfy.cli_args
     args = comfy.cli_args.args
     args.use_pytorch_cross_attention = attention == "pytorch"
+    if dtype != "auto":
+        # the host's --fp16-unet / --bf16-unet / --force-fp32 (default: the host's choice: fp16 on NVIDIA, fp32 on a CPU)
+        setattr(args, DTYPE_FLAGS[dtype], True)
     if device != "cpu":
         # load_host sets --cpu before it imports model_management; importing it first keeps the GPU.
         args.cpu = False
@@ -434,6 +440,11 @@ def main():
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--attention", choices=["pytorch", "host-default"], default="pytorch",
                     help="the host's spatial attention: torch SDPA, as diffusers (default), or what the host picks")
+    ap.add_argument("--dtype", choices=["auto", *DTYPE_FLAGS], default="auto",
+                    help="the UNet's (and so the motion modules') dtype: the host's choice, or its --fp16-unet, "
+                         "--bf16-unet, --force-fp32")
+    ap.add_argument("--compile", action="store_true",
+                    help="run the motion modules' token path through torch.compile (ANIMATEDIFF_TORCH_COMPILE=1)")
     ap.add_argument("--memory-frames", type=int, nargs="+")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-diffusers", action="store_true")
@@ -443,6 +454,8 @@ def main():
     ap.add_argument("--name", help="output file stem (default: quick / full)")
     args = ap.parse_args()
     preset = FULL if args.full else QUICK
+    if args.compile:
+        os.environ["ANIMATEDIFF_TORCH_COMPILE"] = "1"  # read when the pack is imported (setup_host)
     for key in ("frames", "size", "steps", "repeats"):
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
@@ -454,12 +467,12 @@ def main():
     result = {"mode": mode, "command": " ".join([os.path.relpath(sys.executable, ROOT)] + [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
               "settings": {"frames": args.frames, "size": args.size, "steps": args.steps, "cfg": args.cfg,
                            "repeats": args.repeats, "sampler": "euler", "scheduler": "normal",
-                           "attention": args.attention},
+                           "attention": args.attention, "dtype": args.dtype, "compile": args.compile},
               "machine": machine(device), "targets": TARGETS, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     log(f"{mode} mode: {args.frames} frames, {args.size}x{args.size}, {args.steps} steps, cfg {args.cfg}, "
         f"{result['machine']['threads']} threads on {device}")
     if not args.skip_speed:
-        host = setup_host(device, args.attention)
+        host = setup_host(device, args.attention, args.dtype)
         models = load_models(args.full)
         result["models"] = models["name"]
         result["speed"] = speed(host, models, args, device)

@@ -27,19 +27,25 @@ for path in (ROOT, HERE):
 
 
 def temporal_at(revision: str):
-    """motion_modules/temporal.py as it was at a git revision, imported as a module of its own."""
-    import importlib.util
+    """motion_modules/temporal.py as it was at a git revision: the package's files at that revision,
+    written to a temporary folder and imported as a package of their own."""
+    import importlib
+    import re
     import subprocess
     import tempfile
-    source = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:motion_modules/temporal.py"],
-                            capture_output=True, text=True, check=True).stdout
-    path = os.path.join(tempfile.mkdtemp(), f"temporal_{revision.replace('/', '_')}.py")
-    with open(path, "w") as f:
-        f.write(source)
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    folder = tempfile.mkdtemp()
+    package = "motion_modules_at_" + re.sub(r"\W", "_", revision)
+    os.makedirs(os.path.join(folder, package))
+    names = subprocess.run(["git", "-C", ROOT, "ls-tree", "--name-only", revision, "motion_modules/"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in names:
+        if name.endswith(".py"):
+            source = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:{name}"],
+                                    capture_output=True, text=True, check=True).stdout
+            with open(os.path.join(folder, package, os.path.basename(name)), "w") as f:
+                f.write(source)
+    sys.path.insert(0, folder)
+    return importlib.import_module(package + ".temporal")
 
 
 def random_module(channels: int, pe_length: int = 32, dtype=torch.float32, seed: int = 0, temporal=None):

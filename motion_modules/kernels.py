@@ -11,7 +11,7 @@ only the summation order differs (|difference| ~1e-6 on unit-scale outputs).
 
 It applies when: the op exists and works in this torch (checked once, on first use, against
 ``F.linear``), the CPU is x86, input, weight and bias are fp32 CPU tensors, and no gradient is
-wanted (the op has no backward). Everything else, GPUs and fp16/bf16 included, takes ``F.linear``.
+wanted (the op has no backward), and not inside torch.compile. Everything else, GPUs and fp16/bf16 included, takes ``F.linear``.
 ``ANIMATEDIFF_CPU_LINEAR=torch`` in the environment turns it off (read once, at import).
 """
 
@@ -69,6 +69,8 @@ def _applies(x: torch.Tensor, weight: torch.Tensor, bias) -> bool:
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         return False
+    if torch.compiler.is_compiling():
+        return False  # torch.compile lowers F.linear itself (its oneDNN lowering needs frozen weights)
     return onednn_available()
 
 

@@ -22,6 +22,7 @@ as to the UNet's own.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,13 @@ HEADS = 8
 ATTENTION_BATCH_LIMIT = 65535
 SPLIT_ON_CPU = False  # tests set this to check that a split gives what the unsplit call gives
 _learned_limits: dict = {}  # device type -> a smaller limit a kernel turned out to need
+
+# ANIMATEDIFF_TORCH_COMPILE=1: the token part of every motion module (proj_in, the transformer block,
+# proj_out: all of its matrix products and attention) runs through torch.compile, one compiled graph for
+# every module and size (dynamic shapes). Off by default: compiling takes a while on first use, and what
+# it gains depends on the device; benchmarks/run.py --compile measures it.
+COMPILE = os.environ.get("ANIMATEDIFF_TORCH_COMPILE", "").strip().lower() in ("1", "true", "yes", "on")
+_compiled: dict = {}
 
 
 class TorchOperations:
@@ -254,10 +262,7 @@ class TemporalTransformer(nn.Module):
             tokens = normed.transpose(1, 2).reshape(batch, frames, c, hw).permute(0, 3, 1, 2)
         else:
             tokens = self.norm(x).view(batch, frames, c, hw).permute(0, 3, 1, 2)
-        tokens = self.proj_in(tokens.reshape(batch * hw, frames, c))
-        for block in self.transformer_blocks:
-            tokens = block(tokens)
-        tokens = self.proj_out(tokens)
+        tokens = token_path()(self, tokens.reshape(batch * hw, frames, c))
         # (b h w) f c -> (b f) c h w as a strided view, read once by the residual addition, which
         # writes the output in x's layout: the one copy on the way out.
         delta = tokens.view(batch, hw, frames, c).permute(0, 2, 3, 1)
@@ -273,6 +278,23 @@ class TemporalTransformer(nn.Module):
         else:
             out = torch.add(residual, delta, alpha=scale)
         return out.reshape(bf, c, h, w)
+
+
+def _token_path(transformer: "TemporalTransformer", tokens: torch.Tensor) -> torch.Tensor:
+    """proj_in -> transformer block(s) -> proj_out on ``(N, F, C)`` tokens."""
+    tokens = transformer.proj_in(tokens)
+    for block in transformer.transformer_blocks:
+        tokens = block(tokens)
+    return transformer.proj_out(tokens)
+
+
+def token_path():
+    """:func:`_token_path`, compiled once (and shared by every module) when COMPILE is on."""
+    if not COMPILE:
+        return _token_path
+    if "token_path" not in _compiled:
+        _compiled["token_path"] = torch.compile(_token_path, dynamic=True)
+    return _compiled["token_path"]
 
 
 class FrameLimitError(ValueError):

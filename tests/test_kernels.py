@@ -114,3 +114,26 @@ def test_linear_kernel_context_redirects_f_linear_only_inside():
         assert inside_ops == ["mkldnn._linear_pointwise"]
         assert "mkldnn._linear_pointwise" not in outside_ops
     assert torch.allclose(inside, outside, atol=1e-5)
+
+
+def test_torch_compile_switch_gives_the_same_numbers(monkeypatch):
+    """ANIMATEDIFF_TORCH_COMPILE=1 (temporal.COMPILE): the token path runs through torch.compile, one
+    compiled graph for every module and size, with the eager numbers (to 1e-5)."""
+    pytest.importorskip("torch._inductor")
+    from motion_modules import MotionModule, temporal
+    torch.manual_seed(0)
+    module = MotionModule(64, 32).eval().requires_grad_(False)
+    inputs = [torch.randn(16, 64, 4, 4), torch.randn(24, 64, 2, 2)]  # two sizes, 8 and 12 frames
+    with torch.inference_mode():
+        eager = [module(inputs[0], 8), module(inputs[1], 12)]
+        monkeypatch.setattr(temporal, "COMPILE", True)
+        monkeypatch.setattr(temporal, "_compiled", {})
+        try:
+            compiled = [module(inputs[0], 8), module(inputs[1], 12)]
+        except Exception as e:  # no C++ compiler for inductor's CPU backend on this machine
+            if "compiler" in str(e).lower() and "not found" in str(e).lower():
+                pytest.skip(f"torch.compile cannot build here: {e}")
+            raise
+    assert "token_path" in temporal._compiled
+    for a, b in zip(compiled, eager):
+        assert (a - b).abs().max().item() <= 1e-5 * max(1.0, b.abs().max().item())

@@ -184,7 +184,7 @@ class ComfyServer(ComfyClient):
     """A ComfyUI host started headless on a free loopback port (a ComfyClient once started)."""
 
     def __init__(self, workdir: str, host_dir: str | None = None, models_dir: str | None = None,
-                 python: str = sys.executable, extra_args=()):
+                 python: str = sys.executable, extra_args=(), cpu: bool = True):
         self.host_dir = host_dir or default_host_dir()
         self.workdir = os.path.abspath(workdir)
         self.models_dir = models_dir or os.path.join(ROOT, ".cache", "models")
@@ -194,6 +194,7 @@ class ComfyServer(ComfyClient):
         self.log_path = os.path.join(self.workdir, "server.log")
         self.python = python
         self.extra_args = list(extra_args)
+        self.cpu = cpu  # False: the host picks its device (a GPU where there is one), as a user's server does
         self.port = None
         self.process = None
         self.user_dir = None
@@ -207,7 +208,7 @@ class ComfyServer(ComfyClient):
         yaml_path = os.path.join(self.workdir, "extra_model_paths.yaml")
         write_model_paths_yaml(yaml_path, self.models_dir)
         self.port = free_port()
-        cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [self.python, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),
                "--output-directory", self.output_dir, "--temp-directory", self.temp_dir,
                "--input-directory", self.input_dir, "--extra-model-paths-config", yaml_path,
                "--preview-method", "none"]
