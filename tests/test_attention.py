@@ -115,6 +115,28 @@ def _layout_copies(events):
     return out
 
 
+@pytest.mark.parametrize("cross_frame", [False, True])
+@pytest.mark.parametrize("values,blocks", [(8 * 64 * 7, 8), (8 * 64 * 25, 2), (8 * 64 * 49, 2)])
+def test_cpu_blocks_give_the_whole_batch_result(monkeypatch, cross_frame, values, blocks):
+    """On the CPU the token path runs in blocks of whole sequences (temporal.CPU_BLOCK_VALUES); sequences
+    are independent, so the result is the whole batch's, bit for bit."""
+    module, x = random_module(), inputs()  # 2 clips * 5 * 5 = 50 sequences of 8 frames, 64 channels
+    with torch.inference_mode():
+        whole = module(x, 8, cross_frame)
+        calls = []
+        real = temporal._token_path
+
+        def counting(transformer, tokens):
+            calls.append(tokens.shape[0])
+            return real(transformer, tokens)
+
+        monkeypatch.setattr(temporal, "_token_path", counting)
+        monkeypatch.setattr(temporal, "CPU_BLOCK_VALUES", values)
+        blocked = module(x, 8, cross_frame)
+    assert len(calls) == blocks and sum(calls) == 50 and max(calls) * 8 * 64 <= values
+    assert torch.equal(blocked, whole)
+
+
 @pytest.mark.parametrize("cross_frame,expected", [(False, 1), (True, 2)])
 def test_layout_copies_once_per_module(cross_frame, expected):
     """(b f) c h w -> (b h w) f c is one copy; the way back is read by the residual addition (no copy);
