@@ -12,7 +12,7 @@ only the summation order differs (|difference| ~1e-6 on unit-scale outputs).
 It applies when: the op exists and works in this torch (checked once, on first use, against
 ``F.linear``), the CPU is x86, input, weight and bias are fp32 CPU tensors, and no gradient is
 wanted (the op has no backward), and not inside torch.compile. Everything else, GPUs and fp16/bf16 included, takes ``F.linear``.
-``ANIMATEDIFF_CPU_LINEAR=torch`` in the environment turns it off (read once, at import).
+``ANIMATEDIFF_CPU_LINEAR=torch`` in the environment turns it off (read once, on first use).
 """
 
 from __future__ import annotations
