@@ -24,7 +24,6 @@ from ..motion_modules.unet_layers import CrossFrameGroupNorm, FrameState, Tempor
 from .capabilities import HOST
 
 
-
 def _casts_per_call(layer) -> bool:
     return bool(layer.comfy_cast_weights or getattr(layer, "weight_function", None)
                 or getattr(layer, "bias_function", None))
@@ -43,12 +42,9 @@ class _MotionLinear(comfy.ops.disable_weight_init.Linear):
         return kernels.linear(x, self.weight, self.bias)
 
 
-class _MotionCastLinear(comfy.ops.manual_cast.Linear):
-    """:class:`_MotionLinear` for weights stored in another dtype than they compute in (always cast)."""
-
-    def forward(self, x):
-        with kernels.LinearKernel():
-            return super().forward(x)
+class _MotionCastLinear(_MotionLinear, comfy.ops.manual_cast.Linear):
+    """:class:`_MotionLinear` for weights stored in another dtype than they compute in: the host's
+    manual-cast Linear (``comfy_cast_weights`` always on), so it always takes the per-call-cast path."""
 
 
 class MotionOperations(comfy.ops.disable_weight_init):

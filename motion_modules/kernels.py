@@ -12,11 +12,13 @@ only the summation order differs (|difference| ~1e-6 on unit-scale outputs).
 It applies when: the op exists and works in this torch (checked once, on first use, against
 ``F.linear``), the CPU is x86, input, weight and bias are fp32 CPU tensors, and no gradient is
 wanted (the op has no backward), and not inside torch.compile. Everything else, GPUs and fp16/bf16 included, takes ``F.linear``.
-``ANIMATEDIFF_CPU_LINEAR=torch`` in the environment turns it off (read once, on first use).
+``ANIMATEDIFF_CPU_LINEAR=torch`` in the environment turns it off (read once, on first use; another value than
+torch, onednn or auto is reported in the log).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 
@@ -25,39 +27,47 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-_state = {"onednn": None}  # None: not probed yet; then True / False
+log = logging.getLogger("animatediff")
+SWITCH = "ANIMATEDIFF_CPU_LINEAR"
+_state = {}  # "op": oneDNN's inner product where it works here, else None (probed on first use)
 
 
-def _onednn_op():
-    ops = getattr(torch.ops, "mkldnn", None)
+def _switched_off() -> bool:
+    value = os.environ.get(SWITCH, "").strip().lower()
+    if value not in ("", "auto", "onednn", "torch"):
+        log.warning("%s=%s is not one of: torch (F.linear), onednn or auto (the default); using the default",
+                    SWITCH, value)
+    return value == "torch"
+
+
+def _probe():
+    """oneDNN's fp32 inner product, when it is there and agrees with F.linear on this machine; else None."""
+    if _switched_off() or platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return None
+    if not torch.backends.mkldnn.is_available():
+        return None
     try:
-        return getattr(ops, "_linear_pointwise")
+        op = torch.ops.mkldnn._linear_pointwise
     except (AttributeError, RuntimeError):
         return None
-
-
-def _probe() -> bool:
-    """Whether oneDNN's fp32 inner product is there and agrees with F.linear on this machine."""
-    if os.environ.get("ANIMATEDIFF_CPU_LINEAR", "").strip().lower() == "torch":
-        return False
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
-        return False
-    if not torch.backends.mkldnn.is_available() or _onednn_op() is None:
-        return False
     g = torch.Generator().manual_seed(0)
     x, w, b = (torch.randn(shape, generator=g) for shape in ((3, 5, 64), (48, 64), (48,)))
     try:
         with torch.no_grad():
-            got = _onednn_op()(x, w, b, "none", [], "")
-            return bool(torch.allclose(got, F.linear(x, w, b), rtol=1e-5, atol=1e-5))
+            agrees = torch.allclose(op(x, w, b, "none", [], ""), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
     except RuntimeError:
-        return False
+        return None
+    return op if agrees else None
+
+
+def _onednn_op():
+    if "op" not in _state:
+        _state["op"] = _probe()
+    return _state["op"]
 
 
 def onednn_available() -> bool:
-    if _state["onednn"] is None:
-        _state["onednn"] = _probe()
-    return _state["onednn"]
+    return _onednn_op() is not None
 
 
 def _applies(x: torch.Tensor, weight: torch.Tensor, bias) -> bool:

@@ -21,6 +21,7 @@ as to the UNet's own.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -47,7 +48,15 @@ _learned_limits: dict = {}  # device type -> a smaller limit a kernel turned out
 # proj_out: all of its matrix products and attention) runs through torch.compile, one compiled graph for
 # every module and size (dynamic shapes). Off by default: compiling takes a while on first use, and what
 # it gains depends on the device; benchmarks/run.py --compile measures it.
-COMPILE = os.environ.get("ANIMATEDIFF_TORCH_COMPILE", "").strip().lower() in ("1", "true", "yes", "on")
+def _compile_switch() -> bool:
+    value = os.environ.get("ANIMATEDIFF_TORCH_COMPILE", "").strip().lower()
+    if value not in ("", "0", "false", "no", "off", "1", "true", "yes", "on"):
+        logging.getLogger("animatediff").warning(
+            "ANIMATEDIFF_TORCH_COMPILE=%s is not one of 1/true/yes/on or 0/false/no/off; torch.compile stays off", value)
+    return value in ("1", "true", "yes", "on")
+
+
+COMPILE = _compile_switch()
 _compiled: dict = {}
 
 # On the CPU the token path runs in blocks of whole sequences of at most this many token values (rows x

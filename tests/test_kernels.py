@@ -88,7 +88,22 @@ def test_gradients_still_flow():
 
 def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("ANIMATEDIFF_CPU_LINEAR", "torch")
-    assert kernels._probe() is False
+    assert kernels._probe() is None
+
+
+def test_unknown_switch_value_is_reported(monkeypatch, caplog):
+    monkeypatch.setenv("ANIMATEDIFF_CPU_LINEAR", "off")
+    with caplog.at_level("WARNING", logger="animatediff"):
+        kernels._switched_off()
+    assert "ANIMATEDIFF_CPU_LINEAR=off is not one of: torch (F.linear), onednn or auto" in caplog.text
+
+
+def test_unknown_compile_switch_value_is_reported(monkeypatch, caplog):
+    from motion_modules import temporal
+    monkeypatch.setenv("ANIMATEDIFF_TORCH_COMPILE", "2")
+    with caplog.at_level("WARNING", logger="animatediff"):
+        assert temporal._compile_switch() is False
+    assert "ANIMATEDIFF_TORCH_COMPILE=2 is not one of 1/true/yes/on or 0/false/no/off" in caplog.text
 
 
 def test_linear_module_is_torch_linear_with_the_kernel():
